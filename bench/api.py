@@ -1,0 +1,167 @@
+"""The plugin interface: what a method and an evaluator implement, and the contexts the runner gives them.
+
+A method::
+
+    from dilmbench.api import SelectionMethod
+    from dilmbench.registry import register_method
+
+    @register_method("my_method")
+    class MyMethod(SelectionMethod):
+        '''One line shown by `dilmbench ls`.'''
+        needs_embeddings = True
+        def select(self, embeddings, k, rng):      # one class's pool embeddings -> k row indices
+            return rng.choice(len(embeddings), k, replace=False)
+
+Methods that write texts (DiLM) subclass :class:`Method` and implement ``make_set``; ``prepare`` runs once per task
+before any set is made (train a generator, build a pool).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from .errors import DilmbenchError
+from .tasks import Task, TaskData
+from .textset import TextSet
+
+
+@dataclass
+class MethodContext:
+    data: TaskData
+    encoder: str
+    pooling: str
+    device: str
+    cache_dir: Path
+    progress: bool = True
+    _emb: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def task(self) -> Task:
+        return self.data.task
+
+    def pool_embeddings(self) -> np.ndarray:
+        """Encoder embeddings of the pool (train minus dev), computed once and cached on disk."""
+        from .embed import cached_embeddings
+
+        key = (self.encoder, self.pooling)
+        if key not in self._emb:
+            self._emb[key] = cached_embeddings(self.data.texts("pool"), self.encoder, self.pooling, device=self.device,
+                                               cache_dir=self.cache_dir, progress=self.progress)
+        return self._emb[key]
+
+
+class Method:
+    """Base of every method. ``config`` holds the method's own settings (recorded in every result)."""
+
+    name: ClassVar[str] = ""
+    default_config: ClassVar[dict] = {}
+    needs_embeddings: ClassVar[bool] = False
+    models: ClassVar[tuple] = ()  # extra model config keys to check before a run starts
+
+    def __init__(self, **config):
+        unknown = set(config) - set(self.default_config)
+        if unknown:
+            raise DilmbenchError(f"method '{self.name}' has no option(s) {sorted(unknown)}; options: {sorted(self.default_config)}")
+        self.config = {**self.default_config, **config}
+
+    @classmethod
+    def describe(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    def required_models(self, ctx_encoder: str) -> list[str]:
+        return [ctx_encoder] if self.needs_embeddings else []
+
+    def prepare(self, ctx: MethodContext) -> None:
+        """Once per task, before any set."""
+
+    def make_set(self, ctx: MethodContext, dpc: int, seed: int, set_index: int) -> TextSet:
+        raise NotImplementedError
+
+    def fixed_sets(self, task: Task) -> list[TextSet] | None:
+        """Methods whose sets are given (not made per DPC and seed) return them here."""
+        return None
+
+    def identity(self) -> dict:
+        return {"method": self.name, "config": self.config}
+
+
+def textset_from_pool(ctx: MethodContext, indices, method: str, config: dict, seed: int, dpc: int) -> TextSet:
+    indices = [int(i) for i in indices]
+    texts = ctx.data.texts("pool")
+    labels = ctx.data.labels("pool")
+    pool_idx = ctx.data.column("pool", "idx")
+    return TextSet(task=ctx.task.name, text_fields=ctx.task.text_fields,
+                   texts=[texts[i] for i in indices], labels=[int(labels[i]) for i in indices],
+                   source_indices=[int(pool_idx[i]) for i in indices] if pool_idx is not None else indices,
+                   provenance={"method": method, "config": config, "seed": seed, "dpc": dpc,
+                               "source": "selected", "source_split": ctx.task.train_split,
+                               "source_index_field": "idx" if pool_idx is not None else "pool_row"})
+
+
+class SelectionMethod(Method):
+    """Coreset selection per class: implement ``select(embeddings, k, rng) -> k row indices``.
+
+    ``embeddings`` are the class's pool embeddings (or None when ``needs_embeddings`` is False, in which case the
+    argument is the class size as an int). Returned indices are rows of that class's block.
+    """
+
+    def select(self, embeddings, k: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def make_set(self, ctx: MethodContext, dpc: int, seed: int, set_index: int) -> TextSet:
+        labels = ctx.data.labels("pool")
+        emb = ctx.pool_embeddings() if self.needs_embeddings else None
+        chosen = []
+        for c in range(ctx.task.num_labels):
+            rows = np.flatnonzero(labels == c)
+            if len(rows) < dpc:
+                raise DilmbenchError(f"DPC {dpc} is larger than class '{ctx.task.label_names[c]}' of {ctx.task.name} ({len(rows)} examples)")
+            rng = np.random.default_rng([seed, c])
+            picked = np.asarray(self.select(emb[rows] if emb is not None else len(rows), dpc, rng))
+            if len(picked) != dpc or len(set(picked.tolist())) != dpc:
+                raise DilmbenchError(f"method '{self.name}' returned {len(set(picked.tolist()))} distinct rows for class {c}, expected {dpc}")
+            chosen.extend(rows[picked].tolist())
+        cfg = {**self.config, **({"encoder": ctx.encoder, "pooling": ctx.pooling} if self.needs_embeddings else {})}
+        return textset_from_pool(ctx, chosen, self.name, cfg, seed, dpc)
+
+
+@dataclass
+class EvalContext:
+    data: TaskData
+    device: str
+    cache_dir: Path
+    progress: bool = True
+
+    @property
+    def task(self) -> Task:
+        return self.data.task
+
+
+class Evaluator:
+    """Scores a text set. ``learners()`` lists the models the grid iterates over; ``evaluate`` returns a dict with at
+    least ``score`` (the headline number) and the task's metrics, plus anything worth recording."""
+
+    name: ClassVar[str] = ""
+    default_config: ClassVar[dict] = {}
+
+    def __init__(self, **config):
+        unknown = set(config) - set(self.default_config)
+        if unknown:
+            raise DilmbenchError(f"evaluator '{self.name}' has no option(s) {sorted(unknown)}; options: {sorted(self.default_config)}")
+        self.config = {**self.default_config, **config}
+
+    @classmethod
+    def describe(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    def learners(self) -> list[str]:
+        raise NotImplementedError
+
+    def evaluate(self, ctx: EvalContext, textset: TextSet, learner: str, seed: int) -> dict:
+        raise NotImplementedError
+
+    def identity(self) -> dict:
+        return {"evaluator": self.name, "config": self.config}

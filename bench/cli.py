@@ -1,0 +1,127 @@
+"""The `dilmbench` command: run, table, ls."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .errors import DilmbenchError
+
+
+def _csv(value):
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DilmbenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="dilmbench")
+def main():
+    """dilmbench: which few labeled texts per class train a classifier best?"""
+
+
+@main.command()
+@click.option("--preset", default=None, help="paper (default) or quick.")
+@click.option("--config", "config_file", type=click.Path(), help="YAML file of options (may name a preset).")
+@click.option("--task", "--tasks", "tasks", help="Comma-separated tasks: sst2, qqp, mnli.")
+@click.option("--methods", help="Comma-separated methods; file:PATH evaluates sets made elsewhere.")
+@click.option("--dpc", help="Comma-separated data-per-class values, e.g. 5,10,20.")
+@click.option("--sets", type=int, help="Text sets per (method, DPC).")
+@click.option("--inits", type=int, help="Learner initialisations per set.")
+@click.option("--learners", help="Comma-separated learner model ids (finetune evaluator).")
+@click.option("--steps", type=int, help="Fine-tuning steps (protocol: 200).")
+@click.option("--evaluator", help="Evaluator name (default finetune).")
+@click.option("--encoder", help="Encoder model id for embedding-based methods.")
+@click.option("--pooling", type=click.Choice(["cls", "mean"]), help="Encoder pooling.")
+@click.option("--data-dir", type=click.Path(), help="Local directory in the hub's parquet layout ($DILMBENCH_DATA_DIR).")
+@click.option("--data-source", help="hub, embedded, or a directory.")
+@click.option("--dev-size", type=int, help="Rows carved from train as the dev split.")
+@click.option("--seed", type=int, help="Base seed from which every set and init seed is derived.")
+@click.option("--device", help="auto (cuda, else cpu), cpu, cuda, cuda:1 ...")
+@click.option("--out", default="results", show_default=True, type=click.Path(), help="Output directory.")
+@click.option("--overwrite", type=click.Choice(["never", "always", "only-missing"]), default="only-missing", show_default=True)
+@click.option("--plugin", "plugins", multiple=True, type=click.Path(), help="A Python file that registers methods/evaluators.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, data_dir,
+        data_source, dev_size, seed, device, out, overwrite, plugins, no_progress):
+    """Run the grid and write one result file per run."""
+    import time
+
+    from .config import build_config
+    from .registry import load_plugin
+    from .runner import Runner
+
+    for p in plugins:
+        names = load_plugin(p)
+        click.echo(f"plugin {p}: registered {', '.join(names)}", err=True)
+    ev_opts = {}
+    if learners:
+        ev_opts["learners"] = _csv(learners)
+    if steps:
+        ev_opts["steps"] = steps
+    overrides = {"tasks": _csv(tasks), "methods": _csv(methods), "dpc": _csv(dpc), "sets": sets, "inits": inits,
+                 "evaluator": evaluator, "encoder": encoder, "pooling": pooling,
+                 "data_source": data_dir or data_source, "dev_size": dev_size, "seed": seed, "device": device,
+                 "evaluator_options": ev_opts or None}
+    cfg = build_config(preset, config_file, overrides)
+    t0 = time.perf_counter()
+    counts = Runner(cfg, out, overwrite=overwrite, progress=not no_progress).run()
+    click.echo(f"done in {time.perf_counter() - t0:.0f}s: {counts['done']} runs, {counts['skipped']} skipped, "
+               f"{counts['sets_made']} sets made, {counts['sets_reused']} reused -> {out}/runs")
+
+
+@main.command()
+@click.option("--out", default="results", show_default=True, type=click.Path(), help="Directory holding runs/.")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown", show_default=True)
+@click.option("--reference", type=click.Choice(["paper"]), default=None, help="Add the paper's Table 1 numbers.")
+@click.option("--task", help="Only this task.")
+@click.option("--evaluator", help="Only this evaluator.")
+def table(out, fmt, reference, task, evaluator):
+    """Print mean ± std per method x DPC (percent; std with ddof 0), with gain over random."""
+    from .tables import build_table, load_reference, load_results, render
+
+    df = load_results(out)
+    if task:
+        df = df[df["task"] == task]
+    if evaluator:
+        df = df[df["evaluator"] == evaluator]
+    if df.empty:
+        raise DilmbenchError("no results match the filters")
+    ref = load_reference(reference) if reference else None
+    click.echo(render(build_table(df, ref), fmt))
+
+
+@main.command(name="ls")
+@click.argument("what", required=False, type=click.Choice(["tasks", "methods", "evaluators", "presets"]))
+@click.option("--plugin", "plugins", multiple=True, type=click.Path())
+def ls_cmd(what, plugins):
+    """List tasks, methods, evaluators and presets with their one-line docs."""
+    from .config import PRESETS
+    from .registry import EVALUATORS, METHODS, load_plugin
+    from .tasks import TASKS
+
+    for p in plugins:
+        load_plugin(p)
+    sections = {
+        "tasks": lambda: [(t.name, t.description) for t in TASKS.values()],
+        "methods": lambda: [(n, METHODS.get(n).describe()) for n in METHODS.names()],
+        "evaluators": lambda: [(n, EVALUATORS.get(n).describe()) for n in EVALUATORS.names()],
+        "presets": lambda: [(n, p["description"]) for n, p in PRESETS.items()],
+    }
+    for name, rows in sections.items():
+        if what and name != what:
+            continue
+        click.echo(f"{name}:")
+        for n, doc in rows():
+            click.echo(f"  {n:<16} {doc}")
+
+
+if __name__ == "__main__":
+    main()

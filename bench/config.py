@@ -1,0 +1,96 @@
+"""Presets, YAML config files and flag overrides, merged into one run config (every key is recorded in results)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from .errors import DilmbenchError
+from .registry import suggest
+
+PAPER_LEARNERS = ["bert-base-uncased", "roberta-base", "xlnet-base-cased"]
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+PRESETS: dict[str, dict] = {
+    "paper": {
+        "description": "DiLM's protocol at full scale: bert-base-uncased encoder; BERT/RoBERTa/XLNet learners; 20 sets x 5 inits",
+        "tasks": ["sst2"], "methods": ["random", "kcenters", "herding"], "dpc": [5, 10, 20],
+        "sets": 20, "inits": 5, "encoder": "bert-base-uncased", "pooling": "cls",
+        "evaluator": "finetune", "evaluator_options": {"learners": PAPER_LEARNERS},
+        "method_options": {}, "data_source": None, "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
+    },
+    "quick": {
+        "description": "CPU-sized: all-MiniLM-L6-v2 (mean pooling) as encoder and learner, embedded SST-2, DPC 5, 2 sets x 1 init",
+        "tasks": ["sst2"], "methods": ["random", "kcenters", "herding"], "dpc": [5],
+        "sets": 2, "inits": 1, "encoder": MINILM, "pooling": "mean",
+        "evaluator": "finetune", "evaluator_options": {"learners": [MINILM]},
+        "method_options": {}, "data_source": "embedded", "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
+    },
+}
+
+KNOWN_KEYS = set(PRESETS["paper"])
+
+
+def load_yaml(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DilmbenchError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DilmbenchError(f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise DilmbenchError(f"config file '{path}' must hold a mapping of option: value")
+    return data
+
+
+def build_config(preset: str | None = "paper", yaml_path: str | None = None, overrides: dict | None = None) -> dict:
+    """preset, then YAML (which may name its own preset), then flags; unknown keys are errors."""
+    file_cfg = load_yaml(yaml_path) if yaml_path else {}
+    preset = file_cfg.pop("preset", None) if preset is None else preset
+    preset = preset or "paper"
+    if preset not in PRESETS:
+        raise DilmbenchError(f"unknown preset '{preset}'{suggest(preset, PRESETS)}; known: {', '.join(PRESETS)}")
+    cfg = copy.deepcopy(PRESETS[preset])
+    cfg["preset"] = preset
+    for source, layer in (("config file", file_cfg), ("flags", overrides or {})):
+        for key, value in layer.items():
+            if value is None:
+                continue
+            if key not in KNOWN_KEYS and key != "preset":
+                raise DilmbenchError(f"unknown config key '{key}' in {source}{suggest(key, KNOWN_KEYS)}")
+            if key in ("evaluator_options", "method_options") and isinstance(value, dict):
+                merged = copy.deepcopy(cfg.get(key, {}))
+                for k, v in value.items():
+                    merged[k] = {**merged.get(k, {}), **v} if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+                cfg[key] = merged
+            else:
+                cfg[key] = value
+    return validate_config(cfg)
+
+
+def _int_list(value, what: str) -> list[int]:
+    if isinstance(value, (int, str)):
+        value = [value]
+    try:
+        out = [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise DilmbenchError(f"{what} must be whole numbers, got {value!r}") from None
+    if not out or any(v < 1 for v in out):
+        raise DilmbenchError(f"{what} must be positive whole numbers, got {value!r}")
+    return out
+
+
+def validate_config(cfg: dict) -> dict:
+    cfg["dpc"] = _int_list(cfg["dpc"], "dpc")
+    cfg["sets"] = _int_list(cfg["sets"], "sets")[0]
+    cfg["inits"] = _int_list(cfg["inits"], "inits")[0]
+    for key in ("tasks", "methods"):
+        if isinstance(cfg[key], str):
+            cfg[key] = [s for s in cfg[key].split(",") if s]
+        if not cfg[key]:
+            raise DilmbenchError(f"no {key} given")
+    if cfg["pooling"] not in ("cls", "mean"):
+        raise DilmbenchError(f"pooling must be 'cls' or 'mean', got '{cfg['pooling']}'")
+    return cfg

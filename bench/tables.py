@@ -1,0 +1,93 @@
+"""Tables from result files: mean ± std (ddof 0) per method x DPC, one column group per task / learner."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import DilmbenchError
+
+FORMATS = {"markdown": "github", "latex": "latex_booktabs", "csv": None}
+
+
+def load_results(out: str | Path) -> pd.DataFrame:
+    from .runner import read_result
+
+    root = Path(out) / "runs"
+    rows = []
+    for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
+        rec = read_result(path)
+        if rec is None:
+            continue
+        rows.append({"task": rec["task"], "method": rec["method"], "dpc": rec["dpc"], "evaluator": rec["evaluator"],
+                     "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
+                     "score": rec["score"]})
+    if not rows:
+        raise DilmbenchError(f"no results under '{root}': run `dilmbench run` first (or pass --out)")
+    return pd.DataFrame(rows)
+
+
+def load_reference(name: str) -> pd.DataFrame:
+    from importlib.resources import files
+
+    if name != "paper":
+        raise DilmbenchError(f"unknown reference '{name}'; known: paper")
+    ref = files("dilmbench.reference") / "dilm_paper_table1.csv"
+    df = pd.read_csv(ref.open(), comment="#")
+    if df.empty:
+        raise DilmbenchError("the stored paper reference table is empty")
+    return df
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    g = df.groupby(["task", "evaluator", "learner", "method", "dpc"])["score"]
+    return g.agg(mean="mean", std=lambda s: float(s.std(ddof=0)), n="count").reset_index()
+
+
+def _short(model: str) -> str:
+    return model.split("/")[-1]
+
+
+def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baseline: str = "random") -> pd.DataFrame:
+    """Rows: methods (then gain over the baseline, then the paper's numbers); columns: task/learner/DPC."""
+    s = summarize(df)
+    s["column"] = s["task"] + " / " + s["learner"].map(_short) + " / DPC " + s["dpc"].astype(str)
+    s["cell"] = [f"{100 * m:.1f} ± {100 * sd:.1f} (n={n})" for m, sd, n in zip(s["mean"], s["std"], s["n"])]
+    order = s.sort_values(["task", "evaluator", "learner", "dpc"])["column"].drop_duplicates().tolist()
+    table = s.pivot_table(index="method", columns="column", values="cell", aggfunc="first")
+    methods = sorted(table.index, key=lambda m: (m != baseline, m))
+    table = table.reindex(index=methods, columns=order).fillna("–")
+    means = s.pivot_table(index="method", columns="column", values="mean", aggfunc="first")
+    if baseline in means.index:
+        for m in methods:
+            if m == baseline:
+                continue
+            gain = (means.loc[m] - means.loc[baseline]) * 100
+            table.loc[f"{m} − {baseline}"] = [f"{gain[c]:+.1f}" if c in gain and pd.notna(gain[c]) else "–" for c in order]
+    if reference is not None:
+        ref = reference.copy()
+        for _, r in ref.iterrows():
+            row = f"paper: {r['method']}"
+            for c in order:
+                task, learner, dpc = c.split(" / ")
+                if task == r["task"] and _short(learner) == _short(str(r["learner"])) and dpc == f"DPC {int(r['dpc'])}":
+                    if row not in table.index:
+                        table.loc[row] = ["–"] * len(order)
+                    table.loc[row, c] = f"{r['mean']:.1f} ± {r['std']:.1f}"
+    table.index.name = "method"
+    return table
+
+
+def render(table: pd.DataFrame, fmt: str = "markdown") -> str:
+    if fmt not in FORMATS:
+        raise DilmbenchError(f"unknown table format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        return table.to_csv()
+    from tabulate import tabulate
+
+    return tabulate(table.reset_index(), headers="keys", tablefmt=FORMATS[fmt], showindex=False)
+
+
+def results_json(df: pd.DataFrame) -> str:
+    return json.dumps(summarize(df).to_dict(orient="records"), indent=1)

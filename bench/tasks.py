@@ -1,0 +1,194 @@
+"""Task metadata (one dataclass per task) and data loading from the hub, a local mirror, or the package.
+
+Data sources, in the order a config names them:
+  * ``hub`` (default): ``datasets.load_dataset(hub_id, hub_config, revision=...)``.
+  * a local directory in the hub's parquet layout (``<dir>/<config>/<split>-*.parquet``), from
+    ``--data-dir`` or ``$DILMBENCH_DATA_DIR``.
+  * ``embedded``: SST-2 (train + validation) shipped inside the package, so the quick preset needs no network.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DilmbenchError
+
+GLUE_REVISION = "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c"
+EMBEDDED_DIR = Path(__file__).parent / "data" / "glue"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    hub_id: str
+    hub_config: str
+    revision: str
+    text_fields: tuple[str, ...]
+    label_names: tuple[str, ...]
+    train_split: str
+    eval_split: str
+    metric: str  # "accuracy" or "acc_f1_mean"
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_fields) == 2
+
+
+TASKS: dict[str, Task] = {
+    "sst2": Task(
+        name="sst2", description="GLUE SST-2: binary sentiment of movie-review phrases",
+        hub_id="nyu-mll/glue", hub_config="sst2", revision=GLUE_REVISION,
+        text_fields=("sentence",), label_names=("negative", "positive"),
+        train_split="train", eval_split="validation", metric="accuracy"),
+    "qqp": Task(
+        name="qqp", description="GLUE QQP: are two Quora questions duplicates (score: mean of accuracy and F1)",
+        hub_id="nyu-mll/glue", hub_config="qqp", revision=GLUE_REVISION,
+        text_fields=("question1", "question2"), label_names=("not_duplicate", "duplicate"),
+        train_split="train", eval_split="validation", metric="acc_f1_mean"),
+    "mnli": Task(
+        name="mnli", description="GLUE MNLI (matched): entailment / neutral / contradiction",
+        hub_id="nyu-mll/glue", hub_config="mnli", revision=GLUE_REVISION,
+        text_fields=("premise", "hypothesis"), label_names=("entailment", "neutral", "contradiction"),
+        train_split="train", eval_split="validation_matched", metric="accuracy"),
+}
+
+
+def get_task(name: str) -> Task:
+    from .registry import suggest  # local import: registry imports nothing from here at module level
+
+    if name not in TASKS:
+        raise DilmbenchError(f"unknown task '{name}'{suggest(name, TASKS)}; known tasks: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def resolve_source(source: str | None) -> str:
+    """'hub', 'embedded', or a directory path. None means $DILMBENCH_DATA_DIR if set, else the hub."""
+    if source in (None, ""):
+        return os.environ.get("DILMBENCH_DATA_DIR") or "hub"
+    return str(source)
+
+
+def _parquet_files(root: Path, task: Task, split: str) -> list[str]:
+    return sorted(str(p) for p in (root / task.hub_config).glob(f"{split}-*.parquet"))
+
+
+@lru_cache(maxsize=16)
+def _load_split_cached(task_name: str, split: str, source: str):
+    import datasets
+
+    task = TASKS[task_name]
+    if source == "hub":
+        try:
+            ds = datasets.load_dataset(task.hub_id, task.hub_config, split=split, revision=task.revision)
+        except Exception as exc:  # the hub raises many types; all mean "not obtainable"
+            raise DilmbenchError(
+                f"cannot load {task.hub_id}/{task.hub_config} split '{split}' from the Hugging Face Hub "
+                f"({type(exc).__name__}); offline, pass --data-dir DIR (hub parquet layout) or --data-source embedded (sst2)"
+            ) from exc
+    else:
+        root = EMBEDDED_DIR if source == "embedded" else Path(source)
+        files = _parquet_files(root, task, split)
+        if not files:
+            where = "the embedded data (only sst2 train/validation)" if source == "embedded" else f"'{root}'"
+            raise DilmbenchError(
+                f"no parquet files for {task.name} split '{split}' in {where}: expected {task.hub_config}/{split}-*.parquet")
+        ds = datasets.load_dataset("parquet", data_files={split: files}, split=split)
+    missing = [c for c in (*task.text_fields, "label") if c not in ds.column_names]
+    if missing:
+        raise DilmbenchError(f"{task.name} split '{split}' lacks column(s) {missing}; found {ds.column_names}")
+    return ds
+
+
+def load_split(task: Task, split: str, source: str | None = None):
+    return _load_split_cached(task.name, split, resolve_source(source))
+
+
+@dataclass
+class TaskData:
+    """A task's data as the runner hands it to methods and evaluators.
+
+    ``pool`` is the train split minus the dev split; ``dev`` is carved from train (stratified, fixed seed) for
+    anything a method or evaluator must tune or select; ``eval`` is the evaluation split, used only for scores.
+    """
+
+    task: Task
+    pool: object
+    dev: object
+    eval: object
+    source: str
+    dev_size: int
+    dev_seed: int
+
+    def __post_init__(self):
+        self._columns: dict = {}
+
+    def texts(self, split: str) -> list[tuple[str, ...]]:
+        """The split's texts as tuples (1 or 2 fields); converted from Arrow once and kept."""
+        if ("texts", split) not in self._columns:
+            ds = getattr(self, split)
+            self._columns[("texts", split)] = list(zip(*[ds[f] for f in self.task.text_fields]))
+        return self._columns[("texts", split)]
+
+    def labels(self, split: str) -> np.ndarray:
+        if ("labels", split) not in self._columns:
+            self._columns[("labels", split)] = np.asarray(getattr(self, split)["label"], dtype=np.int64)
+        return self._columns[("labels", split)]
+
+    def column(self, split: str, name: str) -> list | None:
+        ds = getattr(self, split)
+        if name not in ds.column_names:
+            return None
+        if (name, split) not in self._columns:
+            self._columns[(name, split)] = ds[name]
+        return self._columns[(name, split)]
+
+    def provenance(self) -> dict:
+        return {"source": self.source, "hub_id": self.task.hub_id, "hub_config": self.task.hub_config,
+                "revision": self.task.revision, "dev_size": self.dev_size, "dev_seed": self.dev_seed,
+                "pool_size": len(self.pool), "eval_split": self.task.eval_split, "eval_size": len(self.eval)}
+
+
+def carve_dev(labels: np.ndarray, dev_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified split of train indices into (pool, dev); deterministic for a seed."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(labels))
+    if dev_size <= 0:
+        return idx, idx[:0]
+    if dev_size >= len(labels):
+        raise DilmbenchError(f"dev_size {dev_size} must be smaller than the train split ({len(labels)} rows)")
+    pool, dev = train_test_split(idx, test_size=dev_size, stratify=labels, random_state=seed)
+    return np.sort(pool), np.sort(dev)
+
+
+def load_task_data(task: Task, source: str | None = None, dev_size: int = 2000, dev_seed: int = 0) -> TaskData:
+    source = resolve_source(source)
+    train = load_split(task, task.train_split, source)
+    evaluation = load_split(task, task.eval_split, source)
+    labels = np.asarray(train["label"], dtype=np.int64)
+    bad = sorted(set(np.unique(labels).tolist()) - set(range(task.num_labels)))
+    if bad:
+        raise DilmbenchError(f"{task.name} train split has labels {bad} outside 0..{task.num_labels - 1}")
+    pool_idx, dev_idx = carve_dev(labels, min(dev_size, len(labels) // 10), dev_seed)
+    return TaskData(task=task, pool=train.select(pool_idx), dev=train.select(dev_idx), eval=evaluation,
+                    source=source, dev_size=len(dev_idx), dev_seed=dev_seed)
+
+
+def texts_fingerprint(texts: list[tuple[str, ...]]) -> str:
+    h = hashlib.sha256()
+    for row in texts:
+        for t in row:
+            h.update(t.encode("utf-8"))
+            h.update(b"\x1f")
+        h.update(b"\x1e")
+    return h.hexdigest()[:16]

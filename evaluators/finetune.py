@@ -1,0 +1,54 @@
+"""finetune: DiLM's evaluation protocol — fine-tune a fresh learner on the set, score it on the evaluation split."""
+import time
+
+import numpy as np
+
+from dilmbench.api import EvalContext, Evaluator
+from dilmbench.batching import tokenize
+from dilmbench.finetune import FinetuneRecipe, load_classifier, predict_logits, score, train_classifier
+from dilmbench.models import load_tokenizer
+
+
+class FinetuneEvaluator(Evaluator):
+    """Fine-tune a pretrained learner with a fresh head (200 steps, AdamW 1e-4, cosine, warmup 0.5) and score it."""
+
+    default_config = {"learners": ["bert-base-uncased", "roberta-base", "xlnet-base-cased"],
+                      **FinetuneRecipe().to_dict()}
+
+    def __init__(self, **config):
+        super().__init__(**config)
+        self.recipe = FinetuneRecipe(**{k: v for k, v in self.config.items() if k != "learners"})
+        self._tok: dict = {}
+        self._eval_feats: dict = {}
+
+    def learners(self) -> list[str]:
+        return list(self.config["learners"])
+
+    def _tokenizer(self, learner: str):
+        if learner not in self._tok:
+            self._tok[learner] = load_tokenizer(learner)
+        return self._tok[learner]
+
+    def _eval_features(self, ctx: EvalContext, learner: str):
+        key = (learner, ctx.task.name, len(ctx.data.eval))
+        if key not in self._eval_feats:
+            self._eval_feats[key] = tokenize(self._tokenizer(learner), ctx.data.texts("eval"), self.recipe.max_length)
+        return self._eval_feats[key]
+
+    def evaluate(self, ctx: EvalContext, textset, learner: str, seed: int) -> dict:
+        tok = self._tokenizer(learner)
+        t0 = time.perf_counter()
+        model = load_classifier(learner, ctx.task.num_labels, seed, ctx.device)
+        t1 = time.perf_counter()
+        losses = train_classifier(model, tok, textset.texts, textset.labels, self.recipe, seed, ctx.device,
+                                  weights=textset.weights)
+        t2 = time.perf_counter()
+        logits = predict_logits(model, self._eval_features(ctx, learner), tok, self.recipe.eval_batch_size, ctx.device)
+        preds = logits.argmax(1)
+        t3 = time.perf_counter()
+        metrics = score(ctx.task.metric, ctx.data.labels("eval"), preds)
+        return {**metrics,
+                "train_loss_first": losses[0], "train_loss_last": float(np.mean(losses[-10:])),
+                "batch_size": self.recipe.batch_size(len(textset)),
+                "eval_examples": len(preds),
+                "timing_s": {"load": t1 - t0, "train": t2 - t1, "eval": t3 - t2}}

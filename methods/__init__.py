@@ -1,0 +1,1 @@
+"""Built-in methods of dilmbench, each registered through the `dilmbench.methods` entry-point group."""
