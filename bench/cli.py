@@ -80,7 +80,7 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
 @main.command()
 @click.option("--out", default="results", show_default=True, type=click.Path(), help="Directory holding runs/.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown", show_default=True)
-@click.option("--reference", type=click.Choice(["paper"]), default=None, help="Add the paper's Table 1 numbers.")
+@click.option("--reference", default=None, help="'paper' (DiLM's Table 1, stored under results/reference) or a CSV path.")
 @click.option("--task", help="Only this task.")
 @click.option("--evaluator", help="Only this evaluator.")
 def table(out, fmt, reference, task, evaluator):

@@ -25,6 +25,15 @@ class FinetuneRecipe:
     max_batch_size: int = 64
     max_length: int = 128
     eval_batch_size: int = 256
+    # Each step's batch may be run as length-sorted micro-batches of at most this many (padded) tokens, with the
+    # losses summed over the whole batch before one optimizer step: the same gradient, far less padding compute.
+    # 0 = one padded batch. "auto" in configs resolves to 0 on CUDA and 512 on CPU.
+    micro_batch_tokens: int | str = "auto"
+
+    def micro_tokens(self, device: str) -> int:
+        if self.micro_batch_tokens == "auto":
+            return 0 if str(device).startswith("cuda") else 512
+        return int(self.micro_batch_tokens)
 
     def batch_size(self, n: int) -> int:
         return max(1, min(self.max_batch_size, n))
@@ -54,11 +63,36 @@ def make_optimizer(model, recipe: FinetuneRecipe, steps: int | None = None):
             if not p.requires_grad:
                 continue
             (no_decay if pname == "bias" or is_norm else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:  # the fused kernel is the same AdamW update, ~4x faster on CPU (one pass over the parameters)
+        opt = torch.optim.AdamW(groups, lr=recipe.lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        opt = torch.optim.AdamW(groups, lr=recipe.lr)
     sched = get_scheduler(recipe.scheduler, optimizer=opt, num_warmup_steps=int(steps * recipe.warmup_ratio),
                           num_training_steps=steps)
     return opt, sched
+
+
+def head_modules(model):
+    """The modules outside the pretrained body (``model.base_model``): the classification head."""
+    body = {id(m) for m in model.base_model.modules()}
+    return [m for m in model.modules() if id(m) not in body and m is not model]
+
+
+def reinit_head(model, seed: int) -> None:
+    """Fresh head: every Linear outside the body gets N(0, initializer_range) weights and zero bias, seeded.
+
+    Done explicitly, so the head is fresh even when the checkpoint carries one (a fine-tuned model)."""
+    import torch
+
+    std = getattr(model.config, "initializer_range", 0.02)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in head_modules(model):
+            if isinstance(m, torch.nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * std)
+                if m.bias is not None:
+                    m.bias.zero_()
 
 
 def load_classifier(model_id: str, num_labels: int, seed: int, device: str):
@@ -70,6 +104,7 @@ def load_classifier(model_id: str, num_labels: int, seed: int, device: str):
 
     torch.manual_seed(seed)
     model = load_pretrained(AutoModelForSequenceClassification, model_id, num_labels=num_labels)
+    reinit_head(model, seed)
     if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
         model.config.pad_token_id = model.config.eos_token_id
     return model.to(device)
@@ -84,23 +119,47 @@ def endless_batches(n: int, batch_size: int, seed: int):
             yield perm[start:start + batch_size]
 
 
-def train_step(model, batch: dict, opt, sched, recipe: FinetuneRecipe, device: str, weights=None) -> float:
-    """One optimisation step; per-example weights scale each example's loss (mean over the batch)."""
+def micro_batches(lengths, max_tokens: int) -> list[np.ndarray]:
+    """Split positions 0..n-1 into length-sorted chunks whose padded size (rows x longest) is at most max_tokens."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    if max_tokens <= 0:
+        return [order]
+    chunks, start = [], 0
+    while start < len(order):
+        longest = lengths[order[start]]
+        rows = max(1, max_tokens // max(1, longest))
+        chunks.append(order[start:start + rows])
+        start += rows
+    return chunks
+
+
+def train_step(model, tokenizer, feats: list[dict], labels, opt, sched, recipe: FinetuneRecipe, device: str,
+               weights=None) -> float:
+    """One optimisation step on one batch: loss = mean_i w_i * CE_i (w = 1 when unweighted).
+
+    The batch's forward/backward may run as length-sorted micro-batches (recipe.micro_batch_tokens); each adds its
+    share sum_i w_i CE_i / B to the gradient, so the step is the same as one padded batch, with less padding."""
     import torch
     import torch.nn.functional as F
 
-    labels = batch.pop("labels")
-    with autocast_for(device):
-        logits = model(**batch).logits
-    losses = F.cross_entropy(logits.float(), labels, reduction="none")
-    loss = (losses * weights).mean() if weights is not None else losses.mean()
+    n = len(feats)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    total = 0.0
+    for chunk in micro_batches([len(f["input_ids"]) for f in feats], recipe.micro_tokens(device)):
+        batch = collate(tokenizer, [feats[i] for i in chunk], device)
+        with autocast_for(device):
+            logits = model(**batch).logits
+        losses = F.cross_entropy(logits.float(), labels[chunk].to(device), reduction="none")
+        if weights is not None:
+            losses = losses * weights[chunk].to(device)
+        loss = losses.sum() / n
+        loss.backward()
+        total += float(loss.detach())
     if recipe.max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.max_grad_norm)
     opt.step()
     sched.step()
-    return float(loss.detach())
+    return total
 
 
 def train_classifier(model, tokenizer, texts: list[tuple[str, ...]], labels, recipe: FinetuneRecipe, seed: int,
@@ -119,10 +178,8 @@ def train_classifier(model, tokenizer, texts: list[tuple[str, ...]], labels, rec
     losses = []
     for _ in tqdm(range(recipe.steps), desc="train", disable=not progress, leave=False):
         idx = next(batches)
-        batch = collate(tokenizer, [feats[i] for i in idx], device)
-        batch["labels"] = labels_t[idx].to(device)
-        w = None if weights_t is None else weights_t[idx].to(device)
-        losses.append(train_step(model, batch, opt, sched, recipe, device, w))
+        w = None if weights_t is None else weights_t[idx]
+        losses.append(train_step(model, tokenizer, [feats[i] for i in idx], labels_t[idx], opt, sched, recipe, device, w))
     return losses
 
 

@@ -78,11 +78,19 @@ def register_evaluator(name: str):
     return deco
 
 
+_LOADED_PLUGINS: dict[str, list[str]] = {}
+
+
 def load_plugin(path: str | Path) -> list[str]:
-    """Import a plugin file; return the names it registered. Errors if it fails to import or registers nothing."""
+    """Import a plugin file (once per process); return the names it registered.
+
+    Errors if it fails to import or registers nothing."""
     path = Path(path)
     if not path.is_file():
         raise DilmbenchError(f"plugin file '{path}' does not exist")
+    key = str(path.resolve())
+    if key in _LOADED_PLUGINS:
+        return _LOADED_PLUGINS[key]
     before = set(METHODS._classes) | set(EVALUATORS._classes)
     mod_name = f"dilmbench_plugin_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
@@ -98,4 +106,5 @@ def load_plugin(path: str | Path) -> list[str]:
     added = sorted((set(METHODS._classes) | set(EVALUATORS._classes)) - before)
     if not added:
         raise DilmbenchError(f"plugin '{path}' registered nothing: decorate a class with @register_method(\"name\") or @register_evaluator(\"name\")")
+    _LOADED_PLUGINS[key] = added
     return added

@@ -28,15 +28,26 @@ def load_results(out: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+REFERENCE_COLUMNS = ["task", "learner", "method", "dpc", "mean", "std"]
+
+
 def load_reference(name: str) -> pd.DataFrame:
+    """'paper' (the stored DiLM Table 1 file) or the path of a CSV with the same columns (percent)."""
     from importlib.resources import files
 
-    if name != "paper":
-        raise DilmbenchError(f"unknown reference '{name}'; known: paper")
-    ref = files("dilmbench.reference") / "dilm_paper_table1.csv"
-    df = pd.read_csv(ref.open(), comment="#")
-    if df.empty:
-        raise DilmbenchError("the stored paper reference table is empty")
+    if name == "paper":
+        source = files("dilmbench.reference") / "dilm_paper_table1.csv"
+        df = pd.read_csv(source.open(), comment="#")
+        if df.empty:
+            raise DilmbenchError(f"the stored paper reference ({source}) has no rows yet: fill it from the paper's Table 1, "
+                                 "or pass --reference PATH.csv")
+    else:
+        if not Path(name).is_file():
+            raise DilmbenchError(f"reference '{name}' is neither 'paper' nor a CSV file")
+        df = pd.read_csv(name, comment="#")
+    missing = [c for c in REFERENCE_COLUMNS if c not in df.columns]
+    if missing:
+        raise DilmbenchError(f"reference table lacks column(s) {missing}; needs {REFERENCE_COLUMNS}")
     return df
 
 

@@ -15,9 +15,13 @@ def kmeans_labels(x: np.ndarray, k: int, seed: int, backend: str = "sklearn", ma
     if backend == "faiss":
         import faiss
 
-        km = faiss.Kmeans(x.shape[1], k, niter=min(max_iter, 50), nredo=1, seed=seed % (2**31), verbose=False)
-        km.train(np.ascontiguousarray(x, dtype=np.float32))
-        _, assign = km.index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
+        from sklearn.cluster import kmeans_plusplus
+
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        init, _ = kmeans_plusplus(x, k, random_state=seed)  # same k-means++ seeding as sklearn; faiss's Lloyd steps
+        km = faiss.Kmeans(x.shape[1], k, niter=max_iter, nredo=1, seed=seed % (2**31), verbose=False)
+        km.train(x, init_centroids=np.ascontiguousarray(init, dtype=np.float32))
+        _, assign = km.index.search(x, 1)
         return assign[:, 0], km.centroids
     raise DilmbenchError(f"unknown k-means backend '{backend}'; choose sklearn or faiss")
 

@@ -1,0 +1,1 @@
+"""Reference numbers shipped with dilmbench (installed as `dilmbench.reference`)."""

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from dilmbench.api import EvalContext
+from dilmbench.finetune import FinetuneRecipe, endless_batches, load_classifier, make_optimizer, train_classifier
+from dilmbench.models import load_tokenizer
+from dilmbench.registry import EVALUATORS
+from dilmbench.tasks import TASKS, load_task_data
+from dilmbench.textset import TextSet
+
+
+def test_recipe_defaults_are_the_papers():
+    r = FinetuneRecipe()
+    assert (r.steps, r.lr, r.weight_decay, r.scheduler, r.warmup_ratio, r.max_grad_norm) == (200, 1e-4, 0.01, "cosine", 0.5, 1.0)
+    assert r.batch_size(10) == 10 and r.batch_size(60) == 60 and r.batch_size(200) == 64
+
+
+def test_optimizer_groups_and_schedule(tiny_bert):
+    model = load_classifier(tiny_bert, 2, seed=0, device="cpu")
+    opt, sched = make_optimizer(model, FinetuneRecipe(steps=10))
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 0.0 and max(lrs) == pytest.approx(1e-4) and np.argmax(lrs) == 5 and lrs[-1] < lrs[6]
+
+
+def test_fresh_head_per_seed(tiny_bert):
+    a = load_classifier(tiny_bert, 2, seed=1, device="cpu").classifier.weight
+    b = load_classifier(tiny_bert, 2, seed=1, device="cpu").classifier.weight
+    c = load_classifier(tiny_bert, 2, seed=2, device="cpu").classifier.weight
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_endless_batches_drop_partial_and_cover():
+    it = endless_batches(10, 4, seed=0)
+    first_epoch = [next(it) for _ in range(2)]
+    assert all(len(b) == 4 for b in first_epoch) and len(set(np.concatenate(first_epoch))) == 8
+
+
+def test_weights_scale_each_examples_loss(tiny_bert):
+    tok = load_tokenizer(tiny_bert)
+    texts, labels = [("good fun",), ("bad dull",), ("great",), ("awful",)], [1, 0, 1, 0]
+    recipe = FinetuneRecipe(steps=1)
+    plain = train_classifier(load_classifier(tiny_bert, 2, 0, "cpu"), tok, texts, labels, recipe, 0, "cpu")
+    doubled = train_classifier(load_classifier(tiny_bert, 2, 0, "cpu"), tok, texts, labels, recipe, 0, "cpu", weights=[2.0] * 4)
+    assert doubled[0] == pytest.approx(2 * plain[0], rel=1e-5)
+
+
+def test_finetune_evaluator_learns_the_fixture(glue_dir, tiny_bert, tmp_path):
+    data = load_task_data(TASKS["sst2"], str(glue_dir), dev_size=10)
+    ctx = EvalContext(data=data, device="cpu", cache_dir=tmp_path, progress=False)
+    ev = EVALUATORS.get("finetune")(learners=[tiny_bert], steps=30, lr=3e-3)
+    pool_texts, pool_labels = data.texts("pool"), data.labels("pool")
+    ts = TextSet(task="sst2", text_fields=("sentence",), texts=pool_texts[:40], labels=pool_labels[:40])
+    res = ev.evaluate(ctx, ts, tiny_bert, seed=0)
+    assert res["eval_examples"] == 40 and res["batch_size"] == 40
+    assert res["train_loss_last"] < 0.97 * res["train_loss_first"]
+    assert 0.0 <= res["score"] <= 1.0 and res["score"] == res["accuracy"]
+    again = ev.evaluate(ctx, ts, tiny_bert, seed=0)
+    assert again["score"] == res["score"]  # seeded: reproducible
+
+
+def test_micro_batches_give_the_same_gradient_as_one_padded_batch(tiny_bert):
+    from dilmbench.batching import tokenize
+    from dilmbench.finetune import micro_batches, train_step
+
+    tok = load_tokenizer(tiny_bert)
+    texts = [("good",), ("the movie was a boring and dull story with a weak cast and a flat plot",), ("fine fun",),
+             ("this film is great",), ("awful",)]
+    feats = tokenize(tok, texts, 64)
+    labels = torch.tensor([1, 0, 1, 1, 0])
+    weights = torch.tensor([1.0, 0.5, 2.0, 1.0, 0.0])
+    assert sorted(np.concatenate(micro_batches([len(f["input_ids"]) for f in feats], 20)).tolist()) == [0, 1, 2, 3, 4]
+    grads = []
+    for tokens in (0, 20):
+        model = load_classifier(tiny_bert, 2, 0, "cpu")
+        model.eval()  # no dropout, so both paths are deterministic
+        recipe = FinetuneRecipe(steps=1, micro_batch_tokens=tokens, max_grad_norm=None)
+        opt, sched = make_optimizer(model, recipe)
+        loss = train_step(model, tok, feats, labels, opt, sched, recipe, "cpu", weights)
+        grads.append((loss, [p.grad.clone() for p in model.parameters()]))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+
+from dilmbench.api import MethodContext
+from dilmbench.embed import encode
+from dilmbench.errors import DilmbenchError
+from dilmbench.registry import METHODS
+from dilmbench.tasks import TASKS, load_split, load_task_data
+
+
+def _ctx(glue_dir, encoder, task="sst2", tmp=None):
+    data = load_task_data(TASKS[task], str(glue_dir), dev_size=10)
+    return MethodContext(data=data, encoder=encoder, pooling="mean", device="cpu", cache_dir=tmp, progress=False)
+
+
+def blobs(k=5, per=40, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 20, size=(k, d))
+    x = np.concatenate([c + rng.normal(0, 0.5, size=(per, d)) for c in centres]).astype(np.float32)
+    return x, np.repeat(np.arange(k), per)
+
+
+def test_random_is_balanced_and_seeded(glue_dir, tiny_bert, tmp_path):
+    ctx = _ctx(glue_dir, tiny_bert, tmp=tmp_path)
+    m = METHODS.get("random")()
+    a = m.make_set(ctx, dpc=4, seed=1, set_index=0)
+    assert a.class_counts(2) == [4, 4]
+    assert a.texts == m.make_set(ctx, 4, 1, 0).texts
+    assert a.texts != m.make_set(ctx, 4, 2, 0).texts
+    assert a.source_indices and a.provenance["seed"] == 1
+
+
+def test_kcenters_takes_one_real_point_per_cluster():
+    from dilmbench.methods.kcenters import KCentersMethod
+
+    x, blob = blobs()
+    for backend in ("sklearn", "faiss"):
+        picked = KCentersMethod(backend=backend).select(x, 5, np.random.default_rng(0))
+        assert sorted(blob[picked].tolist()) == [0, 1, 2, 3, 4], backend
+        # each pick is the member nearest its blob's mean
+        for i in picked:
+            members = x[blob == blob[i]]
+            assert np.argmin(((members - members.mean(0)) ** 2).sum(1)) == np.flatnonzero(blob == blob[i]).tolist().index(i)
+
+
+def test_kcenter_greedy_covers_every_blob_and_beats_random_radius():
+    from dilmbench.methods.kcenter_greedy import farthest_first
+
+    x, blob = blobs(seed=1)
+    picked = farthest_first(x, 5, first=0)
+    assert sorted(blob[picked].tolist()) == [0, 1, 2, 3, 4]
+
+    def radius(idx):
+        return np.sqrt(((x[:, None] - x[idx][None]) ** 2).sum(-1)).min(1).max()
+
+    rng = np.random.default_rng(0)
+    random_radii = [radius(rng.choice(len(x), 5, replace=False)) for _ in range(50)]
+    assert radius(picked) <= np.median(random_radii)
+
+
+def test_herding_is_argmin_deterministic_and_beats_random_on_real_embeddings(tiny_bert):
+    from transformers import AutoModel, AutoTokenizer
+
+    from dilmbench.methods.herding import herding
+
+    task = TASKS["sst2"]
+    train = load_split(task, "train", "embedded").select(range(600))
+    neg = [(s,) for s, y in zip(train["sentence"], train["label"]) if y == 0]
+    model, tok = AutoModel.from_pretrained(tiny_bert), AutoTokenizer.from_pretrained(tiny_bert)
+    emb = encode(neg, model, tok, pooling="mean")
+    mu = emb.mean(0)
+    k = 10
+    picked = herding(emb, k)
+    assert (picked == herding(emb, k)).all() and len(set(picked.tolist())) == k
+    gap = np.linalg.norm(emb[picked].mean(0) - mu)
+    rng = np.random.default_rng(0)
+    random_gaps = np.array([np.linalg.norm(emb[rng.choice(len(emb), k, replace=False)].mean(0) - mu) for _ in range(200)])
+    assert (random_gaps > gap).mean() >= 0.95
+    assert gap < 0.5 * np.median(random_gaps)
+    # the argmax variant (DeepCore's bug) moves the mean away instead
+    farthest = np.argsort(-(emb @ mu))[:k]
+    assert gap < np.linalg.norm(emb[farthest].mean(0) - mu)
+
+
+def test_selection_methods_on_a_pair_task(glue_dir, tiny_bert, tmp_path):
+    ctx = _ctx(glue_dir, tiny_bert, task="mnli", tmp=tmp_path)
+    for name in ("kcenters", "kcenter_greedy", "herding"):
+        ts = METHODS.get(name)().make_set(ctx, dpc=3, seed=5, set_index=0)
+        assert ts.class_counts(3) == [3, 3, 3] and all(len(t) == 2 for t in ts.texts)
+        assert ts.provenance["config"]["encoder"] == tiny_bert
+        ts.validate(TASKS["mnli"])
+
+
+def test_pool_embeddings_are_cached_on_disk(glue_dir, tiny_bert, tmp_path):
+    ctx = _ctx(glue_dir, tiny_bert, tmp=tmp_path)
+    first = ctx.pool_embeddings()
+    files = list((tmp_path / "embeddings").glob("*.npy"))
+    assert len(files) == 1
+    ctx2 = _ctx(glue_dir, "no/such-model", tmp=tmp_path)
+    ctx2.encoder = tiny_bert  # same key -> read from disk, no model load
+    assert np.array_equal(ctx2.pool_embeddings(), first)
+
+
+def test_sorted_dynamic_padding_gives_the_same_embeddings(tiny_bert):
+    from transformers import AutoModel, AutoTokenizer
+
+    texts = [("good",), ("the movie was a boring and dull story with a weak cast",), ("fine fun",)]
+    model, tok = AutoModel.from_pretrained(tiny_bert), AutoTokenizer.from_pretrained(tiny_bert)
+    for pooling in ("cls", "mean"):
+        fast = encode(texts, model, tok, pooling=pooling, batch_size=2)
+        slow = encode(texts, model, tok, pooling=pooling, batch_size=2, sort_by_length=False, pad_to_longest_text=True)
+        np.testing.assert_allclose(fast, slow, atol=1e-5)
+
+
+def test_dpc_larger_than_class_is_an_error(glue_dir, tiny_bert, tmp_path):
+    ctx = _ctx(glue_dir, tiny_bert, tmp=tmp_path)
+    with pytest.raises(DilmbenchError, match="DPC 500 is larger than class"):
+        METHODS.get("random")().make_set(ctx, dpc=500, seed=0, set_index=0)

@@ -1,0 +1,234 @@
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from dilmbench.cli import main
+from dilmbench.config import build_config
+from dilmbench.errors import DilmbenchError
+from dilmbench.registry import EVALUATORS
+from dilmbench.runner import Runner, derive_seed, read_result
+
+
+def _cfg(glue_dir, tiny_bert, **kw):
+    base = {"tasks": ["sst2"], "methods": ["random", "herding"], "dpc": [2, 3], "sets": 2, "inits": 2,
+            "encoder": tiny_bert, "pooling": "mean", "data_source": str(glue_dir), "dev_size": 10,
+            "evaluator_options": {"learners": [tiny_bert], "steps": 3}}
+    base.update(kw)
+    return build_config("quick", overrides=base)
+
+
+def _runs(out):
+    return sorted((out / "runs").rglob("*.json"))
+
+
+def test_grid_writes_one_complete_result_per_run(glue_dir, tiny_bert, tmp_path):
+    out = tmp_path / "out"
+    counts = Runner(_cfg(glue_dir, tiny_bert), out, progress=False).run()
+    assert counts["done"] == 2 * 2 * 2 * 2 and counts["sets_made"] == 2 * 2 * 2
+    files = _runs(out)
+    assert len(files) == 16
+    rec = json.loads(files[0].read_text())
+    for key in ("schema_version", "config_hash", "seeds", "models", "environment", "device", "timing_s", "textset", "data"):
+        assert key in rec
+    assert rec["environment"]["versions"]["torch"] and rec["device"]["device"] == "cpu"
+    assert rec["seeds"]["init"] == derive_seed(0, rec["task"], rec["method"], rec["dpc"], rec["set_index"], rec["init_index"])
+    assert rec["config"]["evaluator_config"]["steps"] == 3 and rec["config"]["evaluator_config"]["lr"] == 1e-4
+    assert (out / rec["textset"]["path"]).is_file()
+    # set seeds differ across sets; the herding set is the same for every set index (deterministic method)
+    sets = sorted((out / "sets" / "sst2" / "random" / "dpc2").glob("*.jsonl"))
+    assert len(sets) == 2 and sets[0].read_text() != sets[1].read_text()
+
+
+def test_rerun_skips_and_interrupted_run_resumes(glue_dir, tiny_bert, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    cfg = _cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2], sets=2, inits=2)
+    finetune = EVALUATORS.get("finetune")
+    real = finetune.evaluate
+    calls = {"n": 0}
+
+    def dies_after_three(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt  # the user pressed ^C / the job was killed
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(finetune, "evaluate", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        Runner(cfg, out, progress=False).run()
+    assert len(_runs(out)) == 3
+    assert not list(out.rglob("*.tmp"))  # nothing half-written
+    monkeypatch.setattr(finetune, "evaluate", real)
+    first = {p: p.read_text() for p in _runs(out)}
+    counts = Runner(cfg, out, progress=False).run()
+    assert counts == {"done": 1, "skipped": 3, "sets_made": 0, "sets_reused": 1}
+    assert all(p.read_text() == t for p, t in first.items())
+    # a truncated result is detected and redone; 'never' leaves it, 'always' redoes all
+    victim = _runs(out)[0]
+    victim.write_text(victim.read_text()[:40])
+    assert Runner(cfg, out, overwrite="never", progress=False).run()["done"] == 0
+    assert read_result(victim) is None
+    assert Runner(cfg, out, progress=False).run()["done"] == 1
+    assert read_result(victim) is not None
+    assert Runner(cfg, out, overwrite="always", progress=False).run()["done"] == 4
+
+
+def test_changed_protocol_is_not_skipped(glue_dir, tiny_bert, tmp_path):
+    out = tmp_path / "out"
+    cfg = _cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2], sets=1, inits=1)
+    Runner(cfg, out, progress=False).run()
+    cfg["evaluator_options"]["steps"] = 4
+    assert Runner(cfg, out, progress=False).run()["done"] == 1
+
+
+def test_pair_task_end_to_end_and_table(glue_dir, tiny_bert, tmp_path):
+    out = tmp_path / "out"
+    cfg = _cfg(glue_dir, tiny_bert, tasks=["qqp"], methods=["random", "kcenters"], dpc=[2], sets=2, inits=1)
+    Runner(cfg, out, progress=False).run()
+    rec = json.loads(_runs(out)[0].read_text())
+    assert set(rec["metrics"]) >= {"accuracy", "f1"} and rec["score"] == pytest.approx((rec["metrics"]["accuracy"] + rec["metrics"]["f1"]) / 2)
+    res = CliRunner().invoke(main, ["table", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "qqp / tiny-bert0 / DPC 2" in res.output and "kcenters − random" in res.output and "(n=2)" in res.output
+    for fmt, marker in (("latex", "\\toprule"), ("csv", "method,")):
+        res = CliRunner().invoke(main, ["table", "--out", str(out), "--format", fmt])
+        assert res.exit_code == 0 and marker in res.output
+
+
+def test_table_mean_and_std_use_ddof0(tmp_path):
+    import pandas as pd
+
+    from dilmbench.tables import build_table
+
+    df = pd.DataFrame({"task": "sst2", "evaluator": "finetune", "learner": "m", "method": ["random"] * 2 + ["herding"] * 2,
+                       "dpc": 5, "set": [0, 1, 0, 1], "init": 0, "score": [0.5, 0.7, 0.8, 0.8]})
+    t = build_table(df)
+    assert t.loc["random"].iloc[0] == "60.0 ± 10.0 (n=2)"
+    assert t.loc["herding − random"].iloc[0] == "+20.0"
+
+
+def test_reference_numbers_join_the_table(tmp_path):
+    import pandas as pd
+
+    from dilmbench.tables import build_table, load_reference
+
+    csv = tmp_path / "ref.csv"
+    csv.write_text("task,learner,method,dpc,mean,std\nsst2,bert-base-uncased,herding,5,70.0,3.0\n")
+    ref = load_reference(str(csv))
+    r = ref.iloc[0]
+    df = pd.DataFrame({"task": r["task"], "evaluator": "finetune", "learner": r["learner"], "method": "random",
+                       "dpc": int(r["dpc"]), "set": [0], "init": 0, "score": [0.5]})
+    t = build_table(df, ref)
+    assert t.loc["paper: herding"].iloc[0] == "70.0 ± 3.0"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("task,method\nsst2,x\n")
+    with pytest.raises(DilmbenchError, match="lacks column"):
+        load_reference(str(bad))
+    with pytest.raises(DilmbenchError, match="no rows yet|neither"):
+        load_reference("paper")
+
+
+def test_file_method_and_plugin(glue_dir, tiny_bert, tmp_path):
+    sets = tmp_path / "mysets"
+    sets.mkdir()
+    for i in range(2):
+        (sets / f"s{i}.jsonl").write_text('{"sentence": "good fun", "label": 1}\n{"sentence": "dull", "label": 0}\n'
+                                          '{"sentence": "great", "label": 1}\n{"sentence": "bad", "label": 0}\n')
+    plugin = tmp_path / "plug.py"
+    plugin.write_text(
+        "from dilmbench.api import SelectionMethod\n"
+        "from dilmbench.registry import register_method\n"
+        "@register_method('firstk')\n"
+        "class FirstK(SelectionMethod):\n"
+        "    '''The first k rows of each class.'''\n"
+        "    def select(self, n, k, rng):\n"
+        "        return list(range(k))\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["run", "--preset", "quick", "--methods", f"file:{sets},firstk", "--plugin", str(plugin),
+                                    "--learners", tiny_bert, "--steps", "2", "--data-dir", str(glue_dir), "--dev-size", "10",
+                                    "--dpc", "2", "--sets", "1", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert len(list((out / "runs" / "sst2" / "file-mysets").rglob("*.json"))) == 2
+    assert len(list((out / "runs" / "sst2" / "firstk").rglob("*.json"))) == 1
+    res = CliRunner().invoke(main, ["ls", "methods", "--plugin", str(plugin)])
+    assert "firstk" in res.output and "The first k rows" in res.output
+
+
+def _bad(args, tmp_path, glue_dir, tiny_bert, extra_env=None):
+    out = tmp_path / "bad-out"
+    base = ["run", "--preset", "quick", "--learners", tiny_bert, "--encoder", tiny_bert, "--data-dir", str(glue_dir),
+            "--dev-size", "10", "--steps", "2", "--sets", "1", "--no-progress", "--out", str(out)]
+    res = CliRunner().invoke(main, base + args, env=extra_env)
+    return res, out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "sst3"], "unknown task 'sst3' (did you mean 'sst2'?)"),
+    (["--methods", "herdin"], "unknown method 'herdin' (did you mean 'herding'?)"),
+    (["--evaluator", "finetun"], "unknown evaluator 'finetun' (did you mean 'finetune'?)"),
+    (["--preset", "quik"], "unknown preset 'quik' (did you mean 'quick'?)"),
+    (["--methods", "random", "--dpc", "500"], "DPC 500 is larger than class"),
+    (["--methods", "random", "--dpc", "0"], "dpc must be positive"),
+    (["--learners", "no-such/model"], "cannot load model 'no-such/model'"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(args, message, tmp_path, glue_dir, tiny_bert):
+    res, out = _bad(args, tmp_path, glue_dir, tiny_bert)
+    assert res.exit_code == 2, res.output
+    lines = [l for l in res.output.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], res.output
+    assert not out.exists() or not list(out.rglob("*.json"))
+
+
+def test_missing_model_offline_says_how_to_get_it(tmp_path, glue_dir, tiny_bert, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    res, _ = _bad(["--learners", "acme/not-cached-model"], tmp_path, glue_dir, tiny_bert)
+    assert res.exit_code == 2 and "not in the local Hugging Face cache" in res.output and "hf download" in res.output
+
+
+def test_malformed_set_file_plugin_errors_and_unwritable_out(tmp_path, glue_dir, tiny_bert):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"sentence": "x", "label": 7}\n')
+    res, out = _bad(["--methods", f"file:{bad}"], tmp_path, glue_dir, tiny_bert)
+    assert res.exit_code == 2 and "bad.jsonl:1: label 7" in res.output
+    assert not list(out.rglob("*.json"))
+
+    broken = tmp_path / "broken.py"
+    broken.write_text("import no_such_module_xyz\n")
+    res, _ = _bad(["--plugin", str(broken)], tmp_path, glue_dir, tiny_bert)
+    assert res.exit_code == 2 and "failed to import: ModuleNotFoundError" in res.output
+
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    res, _ = _bad(["--plugin", str(empty)], tmp_path, glue_dir, tiny_bert)
+    assert res.exit_code == 2 and "registered nothing" in res.output
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    res = CliRunner().invoke(main, ["run", "--preset", "quick", "--learners", tiny_bert, "--data-dir", str(glue_dir),
+                                    "--methods", "random", "--out", str(blocker / "sub")])
+    assert res.exit_code == 2 and "is not writable" in res.output
+
+
+def test_yaml_config_and_unknown_keys(tmp_path):
+    good = tmp_path / "c.yaml"
+    good.write_text("preset: quick\ndpc: [5, 10]\nsets: 3\nevaluator_options: {steps: 50}\n")
+    cfg = build_config(None, str(good), {"inits": 2})
+    assert cfg["preset"] == "quick" and cfg["dpc"] == [5, 10] and cfg["sets"] == 3 and cfg["inits"] == 2
+    assert cfg["evaluator_options"]["steps"] == 50 and cfg["evaluator_options"]["learners"]
+    bad = tmp_path / "b.yaml"
+    bad.write_text("dcp: [5]\n")
+    with pytest.raises(DilmbenchError, match="unknown config key 'dcp' in config file \\(did you mean 'dpc'\\?\\)"):
+        build_config(None, str(bad))
+
+
+def test_table_without_results_is_an_error(tmp_path):
+    res = CliRunner().invoke(main, ["table", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "no results under" in res.output
+
+
+def test_ls_lists_everything():
+    res = CliRunner().invoke(main, ["ls"])
+    assert res.exit_code == 0
+    for name in ("sst2", "qqp", "mnli", "random", "kcenters", "kcenter_greedy", "herding", "finetune", "paper", "quick"):
+        assert name in res.output
