@@ -57,7 +57,7 @@ def test_weights_scale_each_examples_loss(tiny_bert):
 def test_finetune_evaluator_learns_the_fixture(glue_dir, tiny_bert, tmp_path):
     data = load_task_data(TASKS["sst2"], str(glue_dir), dev_size=10)
     ctx = EvalContext(data=data, device="cpu", cache_dir=tmp_path, progress=False)
-    ev = EVALUATORS.get("finetune")(learners=[tiny_bert], steps=30, lr=3e-3)
+    ev = EVALUATORS.get("finetune")(learners=[tiny_bert], steps=60, lr=1e-2)
     pool_texts, pool_labels = data.texts("pool"), data.labels("pool")
     ts = TextSet(task="sst2", text_fields=("sentence",), texts=pool_texts[:40], labels=pool_labels[:40])
     res = ev.evaluate(ctx, ts, tiny_bert, seed=0)
