@@ -56,12 +56,13 @@ def make_optimizer(model, recipe: FinetuneRecipe, steps: int | None = None):
     from transformers import get_scheduler
 
     steps = recipe.steps if steps is None else steps
-    decay, no_decay = [], []
+    decay, no_decay, seen = [], [], set()
     for module_name, module in model.named_modules():
         is_norm = isinstance(module, torch.nn.LayerNorm) or "norm" in type(module).__name__.lower()
         for pname, p in module.named_parameters(recurse=False):
-            if not p.requires_grad:
+            if not p.requires_grad or id(p) in seen:  # tied weights (embeddings / LM head) appear twice
                 continue
+            seen.add(id(p))
             (no_decay if pname == "bias" or is_norm else decay).append(p)
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     try:  # the fused kernel is the same AdamW update, ~4x faster on CPU (one pass over the parameters)
@@ -103,7 +104,8 @@ def load_classifier(model_id: str, num_labels: int, seed: int, device: str):
     from .models import load_pretrained
 
     torch.manual_seed(seed)
-    model = load_pretrained(AutoModelForSequenceClassification, model_id, num_labels=num_labels)
+    model = load_pretrained(AutoModelForSequenceClassification, model_id, num_labels=num_labels,
+                            ignore_mismatched_sizes=True)  # a checkpoint's own head is replaced below anyway
     reinit_head(model, seed)
     if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
         model.config.pad_token_id = model.config.eos_token_id

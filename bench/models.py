@@ -18,7 +18,7 @@ def pick_device(requested: str | None = None) -> str:
 
 def _not_found(model_id: str, exc: Exception) -> DilmbenchError:
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
-    if offline:
+    if offline and not os.path.isdir(model_id) and isinstance(exc, OSError):
         how = ("it is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; fetch it where the hub is "
                f"reachable (`hf download {model_id}`) or, for the CPU models, run shared/tools/warm-hf-cache")
     else:
@@ -50,9 +50,11 @@ def load_pretrained(auto_cls, model_id: str, **kwargs):
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per run drowns the grid's own progress bar
     try:
         return auto_cls.from_pretrained(model_id, **kwargs)
     except Exception as exc:
         raise _not_found(model_id, exc) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()

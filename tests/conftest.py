@@ -71,3 +71,23 @@ def tiny_bert(tmp_path_factory):
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DILMBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DILMBENCH_DATA_DIR", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt(tmp_path_factory):
+    """A 2-layer, 32-wide GPT-2 with a word-level tokenizer over the fixture words, saved like a hub model."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny-gpt")
+    words = ["<|endoftext|>", "<unk>"] + sorted(set(POS + NEG + FILLER))
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", unk_token="<unk>",
+                                  bos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                               bos_token_id=0, eos_token_id=0)).save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d)

@@ -1,0 +1,147 @@
+import json
+
+import pytest
+import torch
+
+from dilmbench.api import MethodContext
+from dilmbench.batching import collate, tokenize
+from dilmbench.finetune import load_classifier
+from dilmbench.models import load_tokenizer
+from dilmbench.registry import METHODS
+from dilmbench.tasks import TASKS, load_task_data
+
+
+def tiny_config(tiny_gpt, tiny_bert, **kw):
+    cfg = dict(generator=tiny_gpt, learner=tiny_bert, lm_steps=4, lm_batch_size=8, lm_lr=1e-3, max_length=24,
+               outer_loops=2, inner_loops=2, learner_steps=2, learner_batch_size=8, real_batch=6, real_accum=1,
+               repset_dpc=6, n_repsets=2, syn_batch=4, gm_lr=1e-4, gen_interval=1, pool_batches=2, n_clusters=4,
+               sample_factor=2, gen_batch_size=16, max_new_tokens=8, ckpt_every=2, bf16=False)
+    cfg.update(kw)
+    return cfg
+
+
+def ctx_for(task, glue_dir, tiny_bert, tmp_path):
+    data = load_task_data(TASKS[task], str(glue_dir), dev_size=12)
+    return MethodContext(data=data, encoder=tiny_bert, pooling="mean", device="cpu", cache_dir=tmp_path / "cache",
+                         progress=False)
+
+
+def test_class_tokens_and_separator_round_trip(tiny_gpt):
+    from dilmbench.methods.dilm import Generator
+
+    gen = Generator.from_pretrained(tiny_gpt, num_labels=3)
+    emb = gen.model.get_input_embeddings().weight
+    for c in gen.class_ids + [gen.sep_id]:
+        assert torch.equal(emb[c], emb[gen.eos_id])  # new tokens start as end-of-text
+    ids = gen.encode_example(("the movie was good", "a dull plot"), 2, max_length=32)
+    assert ids[0] == gen.class_ids[2] and ids[-1] == gen.eos_id and ids.count(gen.sep_id) == 1
+    assert gen.decode(ids[1:], 2) == ("the movie was good", "a dull plot")
+    assert gen.decode(ids[1:], 1) == ("the movie was good",)
+    single = gen.encode_example(("fine fun",), 0, max_length=32)
+    assert gen.decode(single[1:], 2) is None  # a pair without its separator is rejected
+    assert len(gen.encode_example(("good " * 50,), 1, max_length=10)) == 10
+
+
+def test_head_gradient_equals_full_autograd_and_so_does_the_generators(tiny_gpt, tiny_bert):
+    from dilmbench.methods.dilm import (Generator, head_gradient, head_gradient_full_autograd, matching_loss)
+
+    gen = Generator.from_pretrained(tiny_gpt, num_labels=2)
+    learner = load_classifier(tiny_bert, 2, seed=0, device="cpu")
+    learner.eval()
+    tok = load_tokenizer(tiny_bert)
+    texts = [("the movie was good",), ("a great cast",), ("fun and warm",), ("it was fine",)]
+    seqs = [gen.encode_example(t, 1, 32) for t in texts]
+    batch = collate(tok, tokenize(tok, texts, 32), "cpu")
+    labels = torch.ones(4, dtype=torch.long)
+    real_batch = collate(tok, tokenize(tok, [("good",), ("superb film",)], 32), "cpu")
+    g_real = head_gradient(learner, real_batch, torch.ones(2, dtype=torch.long))
+    torch.testing.assert_close(g_real, head_gradient_full_autograd(learner, real_batch, torch.ones(2, dtype=torch.long)))
+
+    results = []
+    for fn in (head_gradient, head_gradient_full_autograd):
+        gen.model.zero_grad(set_to_none=True)
+        w = torch.softmax(-gen.example_losses(seqs, "cpu"), dim=0)
+        g_syn = fn(learner, batch, labels, weights=w, create_graph=True)
+        matching_loss(g_real, g_syn).backward()
+        results.append((g_syn.detach(), [p.grad.clone() for p in gen.model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-7)
+    assert len(results[0][1]) == len(results[1][1]) > 0
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
+    assert any(g.abs().sum() > 0 for g in results[0][1])  # the matching loss does reach the generator
+
+
+@pytest.mark.parametrize("task", ["sst2", "mnli"])
+def test_both_stages_end_to_end_give_valid_sets(task, glue_dir, tiny_gpt, tiny_bert, tmp_path):
+    ctx = ctx_for(task, glue_dir, tiny_bert, tmp_path)
+    # enough LM training for the tiny generator to learn the format (a pair needs its separator)
+    lm = dict(lm_steps=40, lm_lr=5e-3, max_new_tokens=16)
+    m = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, **lm))
+    ts = m.make_set(ctx, dpc=2, seed=3, set_index=0)
+    n = TASKS[task].num_labels
+    ts.validate(TASKS[task])
+    assert ts.class_counts(n) == [2] * n and all(len(t) == len(TASKS[task].text_fields) for t in ts.texts)
+    assert all(all(s.strip() for s in t) for t in ts.texts)
+    assert ts.provenance["source"] == "generated" and "gm-" in ts.provenance["generator_checkpoint"]
+    lm_dir, gm_dir = m._stage_dirs(ctx)
+    assert json.loads((lm_dir / "final" / "progress.json").read_text())["step"] == 40
+    assert json.loads((gm_dir / "final" / "progress.json").read_text())["step"] == 4
+    # a second DPC / set reuses the trained generator (no retraining) and differs by its seed
+    other = m.make_set(ctx, dpc=2, seed=4, set_index=1)
+    assert other.texts != ts.texts
+    vanilla = METHODS.get("dilm_vanilla")(**tiny_config(tiny_gpt, tiny_bert, **lm))
+    vs = vanilla.make_set(ctx, dpc=2, seed=3, set_index=0)
+    assert "lm-" in vs.provenance["generator_checkpoint"] and vs.provenance["config"]["gm"] is False
+
+
+def test_killed_stage_resumes_from_its_checkpoint(glue_dir, tiny_gpt, tiny_bert, tmp_path, monkeypatch):
+    from dilmbench.methods import dilm as dilm_mod
+
+    ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
+    cfg = tiny_config(tiny_gpt, tiny_bert, lm_steps=6, ckpt_every=2)
+    whole = METHODS.get("dilm_vanilla")(**cfg)
+    lm_dir, _ = whole._stage_dirs(ctx)
+    reference = whole.train_lm(ctx, tmp_path / "uninterrupted")
+
+    saves = {"n": 0}
+    real_save = dilm_mod._save_state
+
+    def save_then_die(path, *a, **k):
+        real_save(path, *a, **k)
+        saves["n"] += 1
+        if saves["n"] == 2:  # killed right after the step-4 checkpoint
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(dilm_mod, "_save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        whole.train_lm(ctx, lm_dir)
+    assert json.loads((lm_dir / "last" / "progress.json").read_text())["step"] == 4
+    assert not (lm_dir / "final").exists()
+    monkeypatch.setattr(dilm_mod, "_save_state", real_save)
+    resumed = METHODS.get("dilm_vanilla")(**cfg).train_lm(ctx, lm_dir)
+    assert json.loads((lm_dir / "final" / "progress.json").read_text())["step"] == 6
+    for a, b in zip(reference.model.parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b)  # same data order, optimizer state and RNG: the same model
+
+
+def test_gradient_matching_resumes(glue_dir, tiny_gpt, tiny_bert, tmp_path, monkeypatch):
+    from dilmbench.methods import dilm as dilm_mod
+
+    ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
+    cfg = tiny_config(tiny_gpt, tiny_bert, outer_loops=3, inner_loops=2, ckpt_every=2)
+    m = METHODS.get("dilm")(**cfg)
+    lm_dir, gm_dir = m._stage_dirs(ctx)
+    gen = m.train_lm(ctx, lm_dir)
+    real_save = dilm_mod._save_state
+
+    def die_after_first(path, *a, **k):
+        real_save(path, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dilm_mod, "_save_state", die_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        m.gradient_matching(ctx, gen, gm_dir)
+    assert json.loads((gm_dir / "last" / "progress.json").read_text())["step"] == 2
+    monkeypatch.setattr(dilm_mod, "_save_state", real_save)
+    m.gradient_matching(ctx, gen, gm_dir)
+    assert json.loads((gm_dir / "final" / "progress.json").read_text())["step"] == 6
