@@ -290,6 +290,7 @@ class DiLMMethod(Method):
 
     default_config = dict(PAPER)
     use_gradient_matching = True
+    needs_embeddings = True  # teacher sets and the final k-centers use the encoder; its id joins the set's identity
 
     def __init__(self, **config):
         super().__init__(**config)
