@@ -54,23 +54,17 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
     """Run the grid and write one result file per run."""
     import time
 
-    from .config import build_config
+    from .config import build_config, set_evaluator_options
     from .registry import load_plugin
     from .runner import Runner
 
     for p in plugins:
         names = load_plugin(p)
         click.echo(f"plugin {p}: registered {', '.join(names)}", err=True)
-    ev_opts = {}
-    if learners:
-        ev_opts["learners"] = _csv(learners)
-    if steps:
-        ev_opts["steps"] = steps
     overrides = {"tasks": _csv(tasks), "methods": _csv(methods), "dpc": _csv(dpc), "sets": sets, "inits": inits,
                  "evaluator": evaluator, "encoder": encoder, "pooling": pooling,
-                 "data_source": data_dir or data_source, "dev_size": dev_size, "seed": seed, "device": device,
-                 "evaluator_options": ev_opts or None}
-    cfg = build_config(preset, config_file, overrides)
+                 "data_source": data_dir or data_source, "dev_size": dev_size, "seed": seed, "device": device}
+    cfg = set_evaluator_options(build_config(preset, config_file, overrides), learners=_csv(learners), steps=steps)
     t0 = time.perf_counter()
     counts = Runner(cfg, out, overwrite=overwrite, progress=not no_progress).run()
     click.echo(f"done in {time.perf_counter() - t0:.0f}s: {counts['done']} runs, {counts['skipped']} skipped, "

@@ -21,19 +21,24 @@ QUICK_DILM = {
     "ckpt_every": 50, "bf16": False,
 }
 
+PAPER_ICL = ["gpt2-xl", "facebook/opt-2.7b", "meta-llama/Llama-2-7b-hf"]
+QUICK_ICL = ["google/gemma-3-270m", "HuggingFaceTB/SmolLM2-135M-Instruct"]
+
 PRESETS: dict[str, dict] = {
     "paper": {
         "description": "DiLM's protocol at full scale: bert-base-uncased encoder; BERT/RoBERTa/XLNet learners; 20 sets x 5 inits",
         "tasks": ["sst2"], "methods": ["random", "kcenters", "herding"], "dpc": [5, 10, 20],
         "sets": 20, "inits": 5, "encoder": "bert-base-uncased", "pooling": "cls",
-        "evaluator": "finetune", "evaluator_options": {"learners": PAPER_LEARNERS},
+        "evaluator": "finetune",
+        "evaluator_options": {"finetune": {"learners": PAPER_LEARNERS}, "icl": {"learners": PAPER_ICL}},
         "method_options": {}, "data_source": None, "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
     },
     "quick": {
         "description": "CPU-sized: all-MiniLM-L6-v2 (mean pooling) as encoder and learner, embedded SST-2, DPC 5, 2 sets x 1 init",
         "tasks": ["sst2"], "methods": ["random", "kcenters", "herding"], "dpc": [5],
         "sets": 2, "inits": 1, "encoder": MINILM, "pooling": "mean",
-        "evaluator": "finetune", "evaluator_options": {"learners": [MINILM]},
+        "evaluator": "finetune",
+        "evaluator_options": {"finetune": {"learners": [MINILM]}, "icl": {"learners": QUICK_ICL}},
         "method_options": {"dilm": dict(QUICK_DILM), "dilm_vanilla": dict(QUICK_DILM)}, "data_source": "embedded", "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
     },
 }
@@ -79,6 +84,20 @@ def build_config(preset: str | None = "paper", yaml_path: str | None = None, ove
             else:
                 cfg[key] = value
     return validate_config(cfg)
+
+
+def evaluator_options(cfg: dict) -> dict:
+    """The options of the config's evaluator (``evaluator_options`` is keyed by evaluator name)."""
+    return dict(cfg.get("evaluator_options", {}).get(cfg["evaluator"], {}))
+
+
+def set_evaluator_options(cfg: dict, **opts) -> dict:
+    """Flag overrides (--learners, --steps) for whichever evaluator the config ends up naming."""
+    opts = {k: v for k, v in opts.items() if v is not None}
+    if opts:
+        block = cfg.setdefault("evaluator_options", {})
+        block[cfg["evaluator"]] = {**block.get(cfg["evaluator"], {}), **opts}
+    return cfg
 
 
 def _int_list(value, what: str) -> list[int]:

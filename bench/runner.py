@@ -106,7 +106,9 @@ class Runner:
         self.tasks = [get_task(t) for t in cfg["tasks"]]
         self.specs = [MethodSpec.parse(m, cfg.get("method_options", {})) for m in cfg["methods"]]
         self.methods = {s.label: METHODS.get(s.name)(**s.options) for s in self.specs}
-        self.evaluator = EVALUATORS.get(cfg["evaluator"])(**cfg.get("evaluator_options", {}))
+        from .config import evaluator_options
+
+        self.evaluator = EVALUATORS.get(cfg["evaluator"])(**evaluator_options(cfg))
         self.device = pick_device(cfg.get("device"))
         ensure_writable(self.out)
         models = set(self.evaluator.learners())

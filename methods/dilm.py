@@ -16,7 +16,6 @@ generator serves every DPC and set index.
 from __future__ import annotations
 
 import json
-import math
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +26,7 @@ from dilmbench.api import Method, MethodContext
 from dilmbench.cache import stable_hash
 from dilmbench.cluster import k_centers, kmeans_labels
 from dilmbench.errors import DilmbenchError
-from dilmbench.textset import TextSet, atomic_write_text
+from dilmbench.textset import TextSet
 
 PAPER = {
     "generator": "gpt2",
@@ -282,6 +281,33 @@ def _load_progress(path: Path) -> dict | None:
         return None
 
 
+def _open_stage(out: Path, num_labels: int, fresh, recipe, seed: int, device):
+    """A training stage's starting point -> (generator, optimizer, scheduler, start step).
+
+    A finished stage (out/final) returns its generator and no optimizer; a killed one resumes from out/last with its
+    optimizer, scheduler and RNG state; otherwise ``fresh()`` gives the generator and the RNG is seeded."""
+    import torch
+
+    from dilmbench.finetune import make_optimizer
+
+    final, ckpt = out / "final", out / "last"
+    if _load_progress(final):
+        return Generator.from_pretrained(str(final), num_labels, add_tokens=False), None, None, recipe.steps
+    progress = _load_progress(ckpt)
+    gen = Generator.from_pretrained(str(ckpt), num_labels, add_tokens=False) if progress else fresh()
+    gen.model.to(device)
+    opt, sched = make_optimizer(gen.model, recipe)
+    torch.manual_seed(seed)  # dropout
+    start = 0
+    if progress:
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start = state["step"]
+    return gen, opt, sched, start
+
+
 # ------------------------------------------------------------------------------------------------------------
 # the method
 # ------------------------------------------------------------------------------------------------------------
@@ -326,29 +352,18 @@ class DiLMMethod(Method):
     def train_lm(self, ctx: MethodContext, out: Path) -> Generator:
         import torch
 
-        from dilmbench.finetune import FinetuneRecipe, endless_batches, make_optimizer
+        from dilmbench.finetune import FinetuneRecipe, endless_batches
         from tqdm.auto import tqdm
 
         cfg = self._cfg(ctx.task)
-        final = out / "final"
-        if (final / "progress.json").is_file():
-            return Generator.from_pretrained(str(final), ctx.task.num_labels, add_tokens=False)
-        ckpt = out / "last"
-        progress = _load_progress(ckpt)
-        gen = Generator.from_pretrained(str(ckpt) if progress else cfg["generator"], ctx.task.num_labels,
-                                        add_tokens=progress is None)
-        gen.model.to(ctx.device).train()
         recipe = FinetuneRecipe(steps=cfg["lm_steps"], lr=cfg["lm_lr"], weight_decay=cfg["lm_weight_decay"],
                                 warmup_ratio=cfg["lm_warmup_ratio"], max_grad_norm=1.0)
-        opt, sched = make_optimizer(gen.model, recipe)
-        torch.manual_seed(cfg["seed"])  # dropout; restored from the checkpoint when resuming
-        start = 0
-        if progress:
-            state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
-            start = state["step"]
+        gen, opt, sched, start = _open_stage(
+            out, ctx.task.num_labels, lambda: Generator.from_pretrained(cfg["generator"], ctx.task.num_labels),
+            recipe, cfg["seed"], ctx.device)
+        if opt is None:
+            return gen
+        gen.model.train()
         texts, labels = ctx.data.texts("pool"), ctx.data.labels("pool")
         batches = endless_batches(len(texts), min(cfg["lm_batch_size"], len(texts)), cfg["seed"])
         for _ in range(start):  # replay the batch order so a resumed run sees the same data
@@ -367,8 +382,8 @@ class DiLMMethod(Method):
             sched.step()
             bar.set_postfix(loss=f"{float(loss):.3f}")
             if (step + 1) % cfg["ckpt_every"] == 0 and step + 1 < cfg["lm_steps"]:
-                _save_state(ckpt, gen, opt, sched, step + 1)
-        _save_state(final, gen, None, None, cfg["lm_steps"])
+                _save_state(out / "last", gen, opt, sched, step + 1)
+        _save_state(out / "final", gen, None, None, cfg["lm_steps"])
         return gen
 
     # --- stage 2 -------------------------------------------------------------------------------------------
@@ -425,26 +440,13 @@ class DiLMMethod(Method):
         from tqdm.auto import tqdm
 
         cfg = self._cfg(ctx.task)
-        final = out / "final"
-        if (final / "progress.json").is_file():
-            return Generator.from_pretrained(str(final), ctx.task.num_labels, add_tokens=False)
-        ckpt = out / "last"
-        progress = _load_progress(ckpt)
-        if progress:
-            gen = Generator.from_pretrained(str(ckpt), ctx.task.num_labels, add_tokens=False)
-        gen.model.to(ctx.device)
         total = cfg["outer_loops"] * cfg["inner_loops"]
         recipe = FinetuneRecipe(steps=total, lr=cfg["gm_lr"], weight_decay=cfg["gm_weight_decay"],
                                 warmup_ratio=cfg["gm_warmup_ratio"], max_grad_norm=1.0)
-        opt, sched = make_optimizer(gen.model, recipe)
-        torch.manual_seed(cfg["seed"] + 1)
-        start_outer = 0
-        if progress:
-            state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
-            start_outer = state["step"] // cfg["inner_loops"]
+        gen, opt, sched, start = _open_stage(out, ctx.task.num_labels, lambda g=gen: g, recipe, cfg["seed"] + 1, ctx.device)
+        if opt is None:
+            return gen
+        start_outer = start // cfg["inner_loops"]
         C = ctx.task.num_labels
         learner_tok = load_tokenizer(cfg["learner"])
         teachers = self.teacher_sets(ctx, cfg)
@@ -509,8 +511,8 @@ class DiLMMethod(Method):
                                    l_sched, eval_recipe, ctx.device)
             bar.set_postfix(grad_sim=f"{np.mean(log[-cfg['inner_loops']:]):.3f}")
             if (outer + 1) % max(1, cfg["ckpt_every"] // cfg["inner_loops"]) == 0 and outer + 1 < cfg["outer_loops"]:
-                _save_state(ckpt, gen, opt, sched, (outer + 1) * cfg["inner_loops"], {"grad_sim": log[-50:]})
-        _save_state(final, gen, None, None, total, {"grad_sim": log[-50:]})
+                _save_state(out / "last", gen, opt, sched, (outer + 1) * cfg["inner_loops"], {"grad_sim": log[-50:]})
+        _save_state(out / "final", gen, None, None, total, {"grad_sim": log[-50:]})
         return gen
 
     # --- the method interface ------------------------------------------------------------------------------

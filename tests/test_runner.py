@@ -1,5 +1,4 @@
 import json
-import os
 
 import pytest
 from click.testing import CliRunner
@@ -14,7 +13,7 @@ from dilmbench.runner import Runner, derive_seed, read_result
 def _cfg(glue_dir, tiny_bert, **kw):
     base = {"tasks": ["sst2"], "methods": ["random", "herding"], "dpc": [2, 3], "sets": 2, "inits": 2,
             "encoder": tiny_bert, "pooling": "mean", "data_source": str(glue_dir), "dev_size": 10,
-            "evaluator_options": {"learners": [tiny_bert], "steps": 3}}
+            "evaluator_options": {"finetune": {"learners": [tiny_bert], "steps": 3}}}
     base.update(kw)
     return build_config("quick", overrides=base)
 
@@ -78,7 +77,7 @@ def test_changed_protocol_is_not_skipped(glue_dir, tiny_bert, tmp_path):
     out = tmp_path / "out"
     cfg = _cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2], sets=1, inits=1)
     Runner(cfg, out, progress=False).run()
-    cfg["evaluator_options"]["steps"] = 4
+    cfg["evaluator_options"]["finetune"]["steps"] = 4
     assert Runner(cfg, out, progress=False).run()["done"] == 1
 
 
@@ -212,10 +211,10 @@ def test_malformed_set_file_plugin_errors_and_unwritable_out(tmp_path, glue_dir,
 
 def test_yaml_config_and_unknown_keys(tmp_path):
     good = tmp_path / "c.yaml"
-    good.write_text("preset: quick\ndpc: [5, 10]\nsets: 3\nevaluator_options: {steps: 50}\n")
+    good.write_text("preset: quick\ndpc: [5, 10]\nsets: 3\nevaluator_options: {finetune: {steps: 50}}\n")
     cfg = build_config(None, str(good), {"inits": 2})
     assert cfg["preset"] == "quick" and cfg["dpc"] == [5, 10] and cfg["sets"] == 3 and cfg["inits"] == 2
-    assert cfg["evaluator_options"]["steps"] == 50 and cfg["evaluator_options"]["learners"]
+    assert cfg["evaluator_options"]["finetune"]["steps"] == 50 and cfg["evaluator_options"]["finetune"]["learners"]
     bad = tmp_path / "b.yaml"
     bad.write_text("dcp: [5]\n")
     with pytest.raises(DilmbenchError, match="unknown config key 'dcp' in config file \\(did you mean 'dpc'\\?\\)"):

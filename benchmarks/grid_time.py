@@ -1,0 +1,35 @@
+"""Where a grid's time went: sums the per-phase timings recorded in its result files.
+
+Usage: python benchmarks/grid_time.py results/quick-sst2
+"""
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def main(out: str):
+    phases, per_method, n = defaultdict(float), defaultdict(float), 0
+    seen_sets = set()
+    for path in sorted((Path(out) / "runs").rglob("*.json")):
+        rec = json.loads(path.read_text())
+        n += 1
+        t = rec["timing_s"]
+        for k in ("load", "train", "eval"):
+            phases[k] += t.get(k, 0.0)
+        key = (rec["task"], rec["method"], rec["dpc"], rec["set_index"])
+        if key not in seen_sets:  # set-making and preparation are recorded on every run of the set: count once
+            seen_sets.add(key)
+            phases["make_set"] += t.get("make_set", 0.0)
+        per_method[(rec["method"], rec["dpc"])] += t.get("evaluate_total", 0.0)
+    total = sum(phases.values())
+    print(f"{n} runs; recorded time {total:.0f} s")
+    for k, v in sorted(phases.items(), key=lambda kv: -kv[1]):
+        print(f"  {k:<10} {v:8.0f} s  {100 * v / total:5.1f}%")
+    print("evaluation time per method x DPC (s):")
+    for (m, d), v in sorted(per_method.items()):
+        print(f"  {m:<16} DPC {d:<3} {v:8.0f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "results")

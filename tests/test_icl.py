@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from dilmbench.api import EvalContext
+from dilmbench.registry import EVALUATORS
+from dilmbench.tasks import TASKS, load_task_data
+from dilmbench.textset import TextSet
+
+from dilmbench.evaluators.icl import build_prefix, format_example, label_words
+
+
+def test_prompt_for_single_and_pair_tasks():
+    sst2, mnli = TASKS["sst2"], TASKS["mnli"]
+    words = label_words(sst2, None)
+    assert words == ["negative", "positive"]
+    p = build_prefix(sst2.text_fields, [(("a fine film ",), 1), (("dull",), 0)], words)
+    assert p == "sentence: a fine film\nlabel: positive\n\nsentence: dull\nlabel: negative\n\n"
+    assert format_example(sst2.text_fields, ("so good",), None) == "sentence: so good\nlabel:"
+    q = format_example(mnli.text_fields, ("A man sleeps.", "Nobody sleeps."), "contradiction")
+    assert q == "premise: A man sleeps.\nhypothesis: Nobody sleeps.\nlabel: contradiction\n\n"
+    assert label_words(sst2, {"sst2": ["terrible", "great"]}) == ["terrible", "great"]
+
+
+def brute_force(model, tok, prefix, query, word):
+    ids = tok(prefix)["input_ids"] + tok(query, add_special_tokens=False)["input_ids"]
+    w = tok(" " + word, add_special_tokens=False)["input_ids"]
+    full = torch.tensor([ids + w])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(full).logits.float(), -1)[0]
+    return sum(float(logp[len(ids) + j - 1, t]) for j, t in enumerate(w))
+
+
+@pytest.mark.parametrize("prefix_cache", [True, False])
+def test_label_word_scoring_matches_one_sequence_at_a_time(tiny_gpt, prefix_cache):
+    ev = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="transformers", prefix_cache=prefix_cache, batch_size=3)
+    prefix = "sentence: good fun\nlabel: positive\n\nsentence: dull\nlabel: negative\n\n"
+    queries = ["sentence: a great film\nlabel:", "sentence: the plot was bad and dull and flat\nlabel:", "sentence: it\nlabel:"]
+    words = ["bad", "good fun"]  # the second label word has two tokens: every token is scored
+    got = ev.score_transformers(tiny_gpt, prefix, queries, words, "cpu")
+    model, tok = ev._hf(tiny_gpt, "cpu")
+    want = np.array([[brute_force(model, tok, prefix, q, w) for w in words] for q in queries])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_order_is_reproducible_from_the_seed_and_transformers_backend_end_to_end(glue_dir, tiny_gpt, tmp_path):
+    data = load_task_data(TASKS["sst2"], str(glue_dir), dev_size=10)
+    ctx = EvalContext(data=data, device="cpu", cache_dir=tmp_path, progress=False)
+    ev = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="transformers", max_eval=12)
+    ts = TextSet(task="sst2", text_fields=("sentence",), texts=data.texts("pool")[:6], labels=data.labels("pool")[:6])
+    a, b, c = (ev.evaluate(ctx, ts, tiny_gpt, seed=s) for s in (1, 1, 2))
+    assert a["demo_order"] == b["demo_order"] and a["prompt_sha256"] == b["prompt_sha256"] and a["score"] == b["score"]
+    assert a["demo_order"] != c["demo_order"] and a["prompt_sha256"] != c["prompt_sha256"]
+    assert sorted(a["demo_order"]) == list(range(6))
+    assert a["backend"] == "transformers" and a["dtype"] == "float32" and a["eval_examples"] == 12
+    assert 0 <= a["score"] <= 1 and "label word" in a["scoring_rule"]
+
+
+def test_runner_with_icl_records_backend(glue_dir, tiny_gpt, tmp_path):
+    import json
+
+    from dilmbench.config import build_config
+    from dilmbench.runner import Runner
+
+    cfg = build_config("quick", overrides={"tasks": ["mnli"], "methods": ["random"], "dpc": [1], "sets": 1, "inits": 2,
+                                           "data_source": str(glue_dir), "dev_size": 12, "evaluator": "icl",
+                                           "evaluator_options": {"icl": {"learners": [tiny_gpt], "backend": "transformers",
+                                                                         "max_eval": 9}}})
+    Runner(cfg, tmp_path / "out", progress=False).run()
+    recs = [json.loads(p.read_text()) for p in sorted((tmp_path / "out" / "runs").rglob("*.json"))]
+    assert len(recs) == 2 and {r["evaluator"] for r in recs} == {"icl"}
+    assert recs[0]["metrics"]["backend"] == "transformers" and recs[0]["models"]["learner"]["id"] == tiny_gpt
+    assert recs[0]["metrics"]["demo_order"] != recs[1]["metrics"]["demo_order"] or len(recs[0]["metrics"]["demo_order"]) < 3
+
+
+def test_vllm_backend_agrees_with_transformers(tiny_gpt):
+    try:
+        import vllm  # noqa: F401
+    except Exception as exc:  # not installed here: the agreement benchmark covers it where vLLM runs
+        pytest.skip(f"vllm is not importable ({type(exc).__name__}); install dilmbench[vllm] to run this test")
+    prefix = "sentence: good fun\nlabel: positive\n\n"
+    queries = ["sentence: a great film\nlabel:", "sentence: dull\nlabel:"]
+    hf = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="transformers").score_transformers(tiny_gpt, prefix, queries, ["bad", "good"], "cpu")
+    vl = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="vllm").score_vllm(tiny_gpt, prefix, queries, ["bad", "good"], "cpu")
+    np.testing.assert_allclose(hf, vl, atol=1e-2)
