@@ -40,6 +40,13 @@ def build_prefix(fields, demos: list[tuple[tuple[str, ...], int]], words: list[s
     return "".join(format_example(fields, t, words[y]) for t, y in demos)
 
 
+def check_context(config, n_tokens: int, model_id: str) -> None:
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if limit and n_tokens > limit:
+        raise DilmbenchError(f"icl prompt of {n_tokens} tokens exceeds {model_id}'s context of {limit}; use fewer or "
+                             "shorter demonstrations (a smaller DPC)")
+
+
 class ICLEvaluator(Evaluator):
     """In-context learning: the set is the prompt's demonstrations; predict the label word with the highest log-prob."""
 
@@ -108,6 +115,7 @@ class ICLEvaluator(Evaluator):
             q_ids = tok(q, add_special_tokens=False)["input_ids"]
             for li, w in enumerate(word_ids):
                 rows.append((qi, li, q_ids + w, len(w)))
+        check_context(model.config, len(prefix_ids) + max(len(r[2]) for r in rows), model_id)
         out = np.zeros((len(queries), len(words)), dtype=np.float64)
         order = np.argsort([-len(r[2]) for r in rows], kind="stable")
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)

@@ -87,7 +87,7 @@ def tiny_gpt(tmp_path_factory):
     tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", unk_token="<unk>",
                                   bos_token="<|endoftext|>")
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=512, n_embd=32, n_layer=2, n_head=2,
                                bos_token_id=0, eos_token_id=0)).save_pretrained(d)
     tok.save_pretrained(d)
     return str(d)

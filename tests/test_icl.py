@@ -73,6 +73,14 @@ def test_runner_with_icl_records_backend(glue_dir, tiny_gpt, tmp_path):
     assert recs[0]["metrics"]["demo_order"] != recs[1]["metrics"]["demo_order"] or len(recs[0]["metrics"]["demo_order"]) < 3
 
 
+def test_prompt_longer_than_the_context_is_a_clear_error(tiny_gpt):
+    from dilmbench.errors import DilmbenchError
+
+    ev = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="transformers")
+    with pytest.raises(DilmbenchError, match="exceeds .* context of 512"):
+        ev.score_transformers(tiny_gpt, "sentence: good\nlabel: positive\n\n" * 200, ["sentence: dull\nlabel:"], ["bad", "good"], "cpu")
+
+
 def test_vllm_backend_agrees_with_transformers(tiny_gpt):
     try:
         import vllm  # noqa: F401
