@@ -63,7 +63,10 @@ def _short(model: str) -> str:
 def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baseline: str = "random") -> pd.DataFrame:
     """Rows: methods (then gain over the baseline, then the paper's numbers); columns: task/learner/DPC."""
     s = summarize(df)
-    s["column"] = s["task"] + " / " + s["learner"].map(_short) + " / DPC " + s["dpc"].astype(str)
+    learner = s["learner"].map(_short)
+    if s["evaluator"].nunique() > 1:  # the same model may be fine-tuned and prompted: keep the columns apart
+        learner = s["evaluator"] + ":" + learner
+    s["column"] = s["task"] + " / " + learner + " / DPC " + s["dpc"].astype(str)
     s["cell"] = [f"{100 * m:.1f} ± {100 * sd:.1f} (n={n})" for m, sd, n in zip(s["mean"], s["std"], s["n"])]
     order = s.sort_values(["task", "evaluator", "learner", "dpc"])["column"].drop_duplicates().tolist()
     table = s.pivot_table(index="method", columns="column", values="cell", aggfunc="first")
@@ -82,7 +85,7 @@ def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baselin
             row = f"paper: {r['method']}"
             for c in order:
                 task, learner, dpc = c.split(" / ")
-                if task == r["task"] and _short(learner) == _short(str(r["learner"])) and dpc == f"DPC {int(r['dpc'])}":
+                if task == r["task"] and learner.split(":")[-1] == _short(str(r["learner"])) and dpc == f"DPC {int(r['dpc'])}":
                     if row not in table.index:
                         table.loc[row] = ["–"] * len(order)
                     table.loc[row, c] = f"{r['mean']:.1f} ± {r['std']:.1f}"

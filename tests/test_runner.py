@@ -107,6 +107,18 @@ def test_table_mean_and_std_use_ddof0(tmp_path):
     assert t.loc["herding − random"].iloc[0] == "+20.0"
 
 
+def test_two_evaluators_of_one_model_get_separate_columns():
+    import pandas as pd
+
+    from dilmbench.tables import build_table
+
+    df = pd.DataFrame({"task": "sst2", "evaluator": ["finetune", "icl"], "learner": "org/m", "method": "random",
+                       "dpc": 5, "set": 0, "init": 0, "score": [0.9, 0.6]})
+    t = build_table(df)
+    assert list(t.columns) == ["sst2 / finetune:m / DPC 5", "sst2 / icl:m / DPC 5"]
+    assert t.iloc[0].tolist() == ["90.0 ± 0.0 (n=1)", "60.0 ± 0.0 (n=1)"]
+
+
 def test_reference_numbers_join_the_table(tmp_path):
     import pandas as pd
 
