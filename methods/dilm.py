@@ -380,7 +380,7 @@ class DiLMMethod(Method):
             torch.nn.utils.clip_grad_norm_(gen.model.parameters(), 1.0)
             opt.step()
             sched.step()
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
             if (step + 1) % cfg["ckpt_every"] == 0 and step + 1 < cfg["lm_steps"]:
                 _save_state(out / "last", gen, opt, sched, step + 1)
         _save_state(out / "final", gen, None, None, cfg["lm_steps"])
