@@ -34,9 +34,9 @@ PRESETS: dict[str, dict] = {
         "method_options": {}, "data_source": None, "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
     },
     "quick": {
-        "description": "CPU-sized: all-MiniLM-L6-v2 (mean pooling) as encoder and learner, embedded SST-2, DPC 5, 2 sets x 1 init",
+        "description": "CPU-sized: all-MiniLM-L6-v2 (mean pooling) as encoder and learner, embedded SST-2, DPC 5, 1 set x 1 init",
         "tasks": ["sst2"], "methods": ["random", "kcenters", "herding"], "dpc": [5],
-        "sets": 2, "inits": 1, "encoder": MINILM, "pooling": "mean",
+        "sets": 1, "inits": 1, "encoder": MINILM, "pooling": "mean",
         "evaluator": "finetune",
         "evaluator_options": {"finetune": {"learners": [MINILM]}, "icl": {"learners": QUICK_ICL}},
         "method_options": {"dilm": dict(QUICK_DILM), "dilm_vanilla": dict(QUICK_DILM)}, "data_source": "embedded", "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
