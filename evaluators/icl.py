@@ -40,6 +40,21 @@ def build_prefix(fields, demos: list[tuple[tuple[str, ...], int]], words: list[s
     return "".join(format_example(fields, t, words[y]) for t, y in demos)
 
 
+def request_ids(tok, prefix: str, queries: list[str], words: list[str]):
+    """Token ids both backends score, built once so they see the very same tokens.
+
+    -> (prefix ids, with BOS where the tokenizer adds one; [(query index, label index, query + label-word ids,
+    number of label-word tokens)])."""
+    prefix_ids = tok(prefix)["input_ids"]
+    word_ids = [tok(" " + w, add_special_tokens=False)["input_ids"] for w in words]
+    rows = []
+    for qi, q in enumerate(queries):
+        q_ids = tok(q, add_special_tokens=False)["input_ids"]
+        for li, w in enumerate(word_ids):
+            rows.append((qi, li, q_ids + w, len(w)))
+    return prefix_ids, rows
+
+
 def check_context(config, n_tokens: int, model_id: str) -> None:
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if limit and n_tokens > limit:
@@ -108,13 +123,7 @@ class ICLEvaluator(Evaluator):
         import torch
 
         model, tok = self._hf(model_id, device)
-        prefix_ids = tok(prefix)["input_ids"] if prefix else tok("")["input_ids"]  # carries BOS where the model has one
-        word_ids = [tok(" " + w, add_special_tokens=False)["input_ids"] for w in words]
-        rows = []  # (query index, label, suffix ids, n label tokens)
-        for qi, q in enumerate(queries):
-            q_ids = tok(q, add_special_tokens=False)["input_ids"]
-            for li, w in enumerate(word_ids):
-                rows.append((qi, li, q_ids + w, len(w)))
+        prefix_ids, rows = request_ids(tok, prefix, queries, words)
         check_context(model.config, len(prefix_ids) + max(len(r[2]) for r in rows), model_id)
         out = np.zeros((len(queries), len(words)), dtype=np.float64)
         order = np.argsort([-len(r[2]) for r in rows], kind="stable")
@@ -177,14 +186,9 @@ class ICLEvaluator(Evaluator):
         from vllm import SamplingParams
 
         llm, tok = self._vllm(model_id, device)
-        prefix_ids = tok(prefix)["input_ids"] if prefix else tok("")["input_ids"]
-        word_ids = [tok(" " + w, add_special_tokens=False)["input_ids"] for w in words]
-        rows, prompts = [], []
-        for qi, q in enumerate(queries):
-            q_ids = tok(q, add_special_tokens=False)["input_ids"]
-            for li, w in enumerate(word_ids):
-                rows.append((qi, li, len(w)))
-                prompts.append({"prompt_token_ids": prefix_ids + q_ids + w})
+        prefix_ids, requests = request_ids(tok, prefix, queries, words)
+        rows = [(qi, li, k) for qi, li, _, k in requests]
+        prompts = [{"prompt_token_ids": prefix_ids + suffix} for _, _, suffix, _ in requests]
         order = np.argsort([-len(p["prompt_token_ids"]) for p in prompts], kind="stable")
         params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
         outs = llm.generate([prompts[i] for i in order], params, use_tqdm=False)

@@ -562,9 +562,9 @@ class DiLMVanillaMethod(DiLMMethod):
 
 
 def _autocast(device, bf16: bool):
-    import torch
+    """The core's autocast (bf16 on CUDA, none on CPU), unless the config turns bf16 off."""
     from contextlib import nullcontext
 
-    if bf16 and str(device).startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    from dilmbench.finetune import autocast_for
+
+    return autocast_for(device) if bf16 else nullcontext()
