@@ -76,18 +76,27 @@ def isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_gpt(tmp_path_factory):
     """A 2-layer, 32-wide GPT-2 with a word-level tokenizer over the fixture words, saved like a hub model."""
+    return _save_tiny_gpt(tmp_path_factory.mktemp("tiny-gpt"), n_embd=32, n_head=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_head64(tmp_path_factory):
+    """The same tiny GPT-2 with 64-wide attention heads: vLLM's CPU attention kernels take no head size below 32."""
+    return _save_tiny_gpt(tmp_path_factory.mktemp("tiny-gpt-h64"), n_embd=128, n_head=2)
+
+
+def _save_tiny_gpt(d, n_embd: int, n_head: int) -> str:
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    d = tmp_path_factory.mktemp("tiny-gpt")
     words = ["<|endoftext|>", "<unk>"] + sorted(set(POS + NEG + FILLER))
     core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", unk_token="<unk>",
                                   bos_token="<|endoftext|>")
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=512, n_embd=32, n_layer=2, n_head=2,
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=512, n_embd=n_embd, n_layer=2, n_head=n_head,
                                bos_token_id=0, eos_token_id=0)).save_pretrained(d)
     tok.save_pretrained(d)
     return str(d)

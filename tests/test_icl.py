@@ -81,7 +81,8 @@ def test_prompt_longer_than_the_context_is_a_clear_error(tiny_gpt):
         ev.score_transformers(tiny_gpt, "sentence: good\nlabel: positive\n\n" * 200, ["sentence: dull\nlabel:"], ["bad", "good"], "cpu")
 
 
-def test_vllm_backend_agrees_with_transformers(tiny_gpt):
+def test_vllm_backend_agrees_with_transformers(tiny_gpt_head64):
+    tiny_gpt = tiny_gpt_head64
     try:
         import vllm  # noqa: F401
     except Exception as exc:  # not installed here: the agreement benchmark covers it where vLLM runs
