@@ -35,7 +35,7 @@ def main():
 @click.option("--dpc", help="Comma-separated data-per-class values, e.g. 5,10,20.")
 @click.option("--sets", type=int, help="Text sets per (method, DPC).")
 @click.option("--inits", type=int, help="Learner initialisations per set.")
-@click.option("--learners", help="Comma-separated learner model ids (finetune evaluator).")
+@click.option("--learners", help="Comma-separated learner model ids for the chosen evaluator (fine-tuned learners, or ICL LLMs).")
 @click.option("--steps", type=int, help="Fine-tuning steps (protocol: 200).")
 @click.option("--evaluator", help="Evaluator name (default finetune).")
 @click.option("--encoder", help="Encoder model id for embedding-based methods.")

@@ -340,8 +340,9 @@ class DiLMMethod(Method):
         data_id = {k: v for k, v in ctx.data.provenance().items() if k != "source"}
         lm_keys = ["generator", "lm_steps", "lm_batch_size", "lm_lr", "lm_weight_decay", "lm_warmup_ratio", "max_length", "seed"]
         lm_hash = stable_hash({"task": ctx.task.name, "data": data_id, **{k: cfg[k] for k in lm_keys}})
+        not_gm = set(lm_keys) | {"sample_factor", "ckpt_every"}  # stage 3 only / no effect on the weights
         gm_hash = stable_hash({"lm": lm_hash, "encoder": ctx.encoder, "pooling": ctx.pooling,
-                               **{k: v for k, v in cfg.items() if k not in lm_keys}})
+                               **{k: v for k, v in cfg.items() if k not in not_gm}})
         root = Path(ctx.cache_dir) / "dilm" / ctx.task.name
         return root / f"lm-{lm_hash}", root / f"gm-{gm_hash}"
 

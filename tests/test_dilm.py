@@ -145,3 +145,14 @@ def test_gradient_matching_resumes(glue_dir, tiny_gpt, tiny_bert, tmp_path, monk
     monkeypatch.setattr(dilm_mod, "_save_state", real_save)
     m.gradient_matching(ctx, gen, gm_dir)
     assert json.loads((gm_dir / "final" / "progress.json").read_text())["step"] == 6
+
+
+def test_stage_identity_follows_what_changes_the_weights(glue_dir, tiny_gpt, tiny_bert, tmp_path):
+    ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
+    base = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert))._stage_dirs(ctx)
+    # stage-3 sampling and checkpoint spacing do not retrain anything
+    assert METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, sample_factor=7, ckpt_every=9))._stage_dirs(ctx) == base
+    lm, gm = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, gm_lr=5e-5))._stage_dirs(ctx)
+    assert lm == base[0] and gm != base[1]  # a stage-2 setting reuses the stage-1 generator
+    lm, gm = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, lm_lr=2e-3))._stage_dirs(ctx)
+    assert lm != base[0] and gm != base[1]
