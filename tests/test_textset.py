@@ -53,3 +53,16 @@ def test_malformed_sets_are_one_line_errors(tmp_path, body, message):
     with pytest.raises(DilmbenchError, match=message) as exc:
         load_textset(p, TASKS["sst2"])
     assert "\n" not in str(exc.value)
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from dilmbench.textset import atomic_write_text
+
+    atomic_write_text(tmp_path / "r.json", "{}")
+    mode = stat.S_IMODE((tmp_path / "r.json").stat().st_mode)
+    if not os.umask(os.umask(0)) & 0o004:  # under a umask that lets others read, results are readable by others
+        assert mode & stat.S_IROTH, oct(mode)
+    assert not list(tmp_path.glob(".*.tmp"))
