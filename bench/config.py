@@ -14,7 +14,7 @@ MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # learning rates are scaled up for the far fewer updates. NOT yet tuned on the dev split: a starting point.
 QUICK_DILM = {
     "generator": "HuggingFaceTB/SmolLM2-135M-Instruct", "learner": MINILM,
-    "lm_steps": 300, "lm_batch_size": 16, "lm_lr": 5e-5, "max_length": 64,
+    "lm_steps": 300, "lm_batch_size": 16, "lm_lr": 5e-5, "max_length": 64, "lm_micro_batch_tokens": 128,
     "outer_loops": 10, "inner_loops": 5, "learner_steps": 20, "learner_batch_size": 64,
     "real_batch": 64, "repset_dpc": 64, "n_repsets": 3, "syn_batch": 16, "n_clusters": 16, "pool_batches": 10,
     "gen_interval": 5, "gm_lr": 3e-6, "sample_factor": 10, "gen_batch_size": 32, "max_new_tokens": 48,

@@ -34,6 +34,9 @@ PAPER = {
     # stage 1: LM training on the task's train split (the pool)
     "lm_steps": 80_000, "lm_batch_size": 64, "lm_lr": 1e-5, "lm_weight_decay": 0.01, "lm_warmup_ratio": 0.1,
     "max_length": 128,
+    # stage 1's batch as length-sorted micro-batches of at most this many tokens (same gradient; "auto": 0 on CUDA,
+    # 512 on CPU)
+    "lm_micro_batch_tokens": "auto",
     # stage 2: gradient matching
     "gm": True, "outer_loops": 2_000, "inner_loops": 10, "learner_steps": 20, "learner_batch_size": 64,
     "real_batch": 200, "real_accum": 1, "repset_dpc": 200, "n_repsets": 10,
@@ -340,7 +343,7 @@ class DiLMMethod(Method):
         data_id = {k: v for k, v in ctx.data.provenance().items() if k != "source"}
         lm_keys = ["generator", "lm_steps", "lm_batch_size", "lm_lr", "lm_weight_decay", "lm_warmup_ratio", "max_length", "seed"]
         lm_hash = stable_hash({"task": ctx.task.name, "data": data_id, **{k: cfg[k] for k in lm_keys}})
-        not_gm = set(lm_keys) | {"sample_factor", "ckpt_every"}  # stage 3 only / no effect on the weights
+        not_gm = set(lm_keys) | {"sample_factor", "ckpt_every", "lm_micro_batch_tokens"}  # stage 3 only / no effect on the weights
         gm_hash = stable_hash({"lm": lm_hash, "encoder": ctx.encoder, "pooling": ctx.pooling,
                                **{k: v for k, v in cfg.items() if k not in not_gm}})
         root = Path(ctx.cache_dir) / "dilm" / ctx.task.name
@@ -353,7 +356,7 @@ class DiLMMethod(Method):
     def train_lm(self, ctx: MethodContext, out: Path) -> Generator:
         import torch
 
-        from dilmbench.finetune import FinetuneRecipe, endless_batches
+        from dilmbench.finetune import FinetuneRecipe, endless_batches, micro_batches
         from tqdm.auto import tqdm
 
         cfg = self._cfg(ctx.task)
@@ -371,17 +374,23 @@ class DiLMMethod(Method):
             next(batches)
         bar = tqdm(range(start, cfg["lm_steps"]), desc="dilm stage 1 (LM)", disable=not ctx.progress,
                    initial=start, total=cfg["lm_steps"])
+        micro = FinetuneRecipe(micro_batch_tokens=cfg["lm_micro_batch_tokens"]).micro_tokens(ctx.device)
         for step in bar:
             idx = next(batches)
             seqs = [gen.encode_example(texts[i], int(labels[i]), cfg["max_length"]) for i in idx]
-            with _autocast(ctx.device, cfg["bf16"]):
-                loss = gen.example_losses(seqs, ctx.device).mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = 0.0
+            # the batch loss is the mean of per-example losses; length-sorted micro-batches each add their share
+            # (sum / batch size), so the gradient is that of one padded batch without the padding's compute
+            for chunk in micro_batches([len(x) for x in seqs], micro):
+                with _autocast(ctx.device, cfg["bf16"]):
+                    part = gen.example_losses([seqs[i] for i in chunk], ctx.device).sum() / len(seqs)
+                part.backward()
+                loss += float(part.detach())
             torch.nn.utils.clip_grad_norm_(gen.model.parameters(), 1.0)
             opt.step()
             sched.step()
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            bar.set_postfix(loss=f"{loss:.3f}")
             if (step + 1) % cfg["ckpt_every"] == 0 and step + 1 < cfg["lm_steps"]:
                 _save_state(out / "last", gen, opt, sched, step + 1)
         _save_state(out / "final", gen, None, None, cfg["lm_steps"])
