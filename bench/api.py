@@ -134,6 +134,9 @@ class EvalContext:
     device: str
     cache_dir: Path
     progress: bool = True
+    # the split scores are taken on: "eval" (the task's evaluation split, for reported numbers) or "dev" (carved
+    # from train, for choosing anything: hyperparameters, checkpoints, counts)
+    split: str = "eval"
 
     @property
     def task(self) -> Task:

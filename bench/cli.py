@@ -45,12 +45,15 @@ def main():
 @click.option("--dev-size", type=int, help="Rows carved from train as the dev split.")
 @click.option("--seed", type=int, help="Base seed from which every set and init seed is derived.")
 @click.option("--device", help="auto (cuda, else cpu), cpu, cuda, cuda:1 ...")
+@click.option("--score-on", "score_split", type=click.Choice(["eval", "dev"]),
+              help="Split to score on: eval (the task's evaluation split; default) or dev (carved from train: use it "
+                   "to choose hyperparameters; results go to runs-dev/).")
 @click.option("--out", default="results", show_default=True, type=click.Path(), help="Output directory.")
 @click.option("--overwrite", type=click.Choice(["never", "always", "only-missing"]), default="only-missing", show_default=True)
 @click.option("--plugin", "plugins", multiple=True, type=click.Path(), help="A Python file that registers methods/evaluators.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, data_dir,
-        data_source, dev_size, seed, device, out, overwrite, plugins, no_progress):
+        data_source, dev_size, seed, device, score_split, out, overwrite, plugins, no_progress):
     """Run the grid and write one result file per run."""
     import time
 
@@ -63,12 +66,15 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
         click.echo(f"plugin {p}: registered {', '.join(names)}", err=True)
     overrides = {"tasks": _csv(tasks), "methods": _csv(methods), "dpc": _csv(dpc), "sets": sets, "inits": inits,
                  "evaluator": evaluator, "encoder": encoder, "pooling": pooling,
-                 "data_source": data_dir or data_source, "dev_size": dev_size, "seed": seed, "device": device}
+                 "data_source": data_dir or data_source, "dev_size": dev_size, "seed": seed, "device": device,
+                 "score_split": score_split}
     cfg = set_evaluator_options(build_config(preset, config_file, overrides), learners=_csv(learners), steps=steps)
     t0 = time.perf_counter()
     counts = Runner(cfg, out, overwrite=overwrite, progress=not no_progress).run()
+    from .runner import runs_dir
+
     click.echo(f"done in {time.perf_counter() - t0:.0f}s: {counts['done']} runs, {counts['skipped']} skipped, "
-               f"{counts['sets_made']} sets made, {counts['sets_reused']} reused -> {out}/runs")
+               f"{counts['sets_made']} sets made, {counts['sets_reused']} reused -> {out}/{runs_dir(cfg['score_split'])}")
 
 
 @main.command()
@@ -77,11 +83,15 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
 @click.option("--reference", default=None, help="'paper' (DiLM's Table 1, stored under results/reference) or a CSV path.")
 @click.option("--task", help="Only this task.")
 @click.option("--evaluator", help="Only this evaluator.")
-def table(out, fmt, reference, task, evaluator):
+@click.option("--split", "split", type=click.Choice(["eval", "dev"]), default="eval", show_default=True,
+              help="Scores on the evaluation split (runs/) or on the dev split (runs-dev/, from run --score-on dev).")
+def table(out, fmt, reference, task, evaluator, split):
     """Print mean ± std per method x DPC (percent; std with ddof 0), with gain over random."""
     from .tables import build_table, load_reference, load_results, render
 
-    df = load_results(out)
+    if split == "dev" and reference:
+        raise DilmbenchError("--reference compares with published evaluation-split numbers; not with --split dev")
+    df = load_results(out, split)
     if task:
         df = df[df["task"] == task]
     if evaluator:

@@ -32,6 +32,7 @@ PRESETS: dict[str, dict] = {
         "evaluator": "finetune",
         "evaluator_options": {"finetune": {"learners": PAPER_LEARNERS}, "icl": {"learners": PAPER_ICL}},
         "method_options": {}, "data_source": None, "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
+        "score_split": "eval",
     },
     "quick": {
         "description": "CPU-sized: all-MiniLM-L6-v2 (mean pooling) as encoder and learner, embedded SST-2, DPC 5, 1 set x 1 init",
@@ -40,6 +41,7 @@ PRESETS: dict[str, dict] = {
         "evaluator": "finetune",
         "evaluator_options": {"finetune": {"learners": [MINILM]}, "icl": {"learners": QUICK_ICL}},
         "method_options": {"dilm": dict(QUICK_DILM), "dilm_vanilla": dict(QUICK_DILM)}, "data_source": "embedded", "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
+        "score_split": "eval",
     },
 }
 
@@ -123,4 +125,7 @@ def validate_config(cfg: dict) -> dict:
             raise DilmbenchError(f"no {key} given")
     if cfg["pooling"] not in ("cls", "mean"):
         raise DilmbenchError(f"pooling must be 'cls' or 'mean', got '{cfg['pooling']}'")
+    if cfg.get("score_split", "eval") not in ("eval", "dev"):
+        raise DilmbenchError(f"score_split must be 'eval' (the task's evaluation split) or 'dev' (carved from train), "
+                             f"got '{cfg['score_split']}'")
     return cfg

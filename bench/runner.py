@@ -77,6 +77,12 @@ def read_result(path: Path) -> dict | None:
     return data
 
 
+def runs_dir(split: str) -> str:
+    """Scores on the evaluation split live in runs/; scores on the dev split (for choosing things) in runs-dev/,
+    so that a table never mixes them."""
+    return "runs" if split == "eval" else f"runs-{split}"
+
+
 def needs_run(path: Path, config_hash: str, overwrite: str) -> bool:
     if overwrite == "always":
         return True
@@ -130,7 +136,7 @@ class Runner:
         return self.out / "sets" / task / slug(label) / f"dpc{dpc}" / f"set{set_index:02d}.jsonl"
 
     def run_path(self, task: str, label: str, learner: str, dpc: int, set_index: int, init: int) -> Path:
-        return (self.out / "runs" / task / slug(label) / self.evaluator.name / slug(learner) / f"dpc{dpc}"
+        return (self.out / runs_dir(self.cfg.get("score_split", "eval")) / task / slug(label) / self.evaluator.name / slug(learner) / f"dpc{dpc}"
                 / f"set{set_index:02d}-init{init}.json")
 
     # ---- the grid ------------------------------------------------------------------------------------------
@@ -155,7 +161,11 @@ class Runner:
                         n_c = int((counts == c).sum())
                         if max(cfg["dpc"]) > n_c:
                             raise DilmbenchError(f"DPC {max(cfg['dpc'])} is larger than class '{task.label_names[c]}' of {task.name} ({n_c} examples in the pool)")
-            ectx = EvalContext(data=data, device=self.device, cache_dir=self.cache_dir, progress=self.progress)
+            split = cfg.get("score_split", "eval")
+            if len(getattr(data, split)) == 0:
+                raise DilmbenchError(f"cannot score on the {split} split of {task.name}: it is empty (dev_size is 0)")
+            ectx = EvalContext(data=data, device=self.device, cache_dir=self.cache_dir, progress=self.progress,
+                               split=split)
             for spec in self.specs:
                 method = self.methods[spec.label]
                 mctx = MethodContext(data=data, encoder=cfg["encoder"], pooling=cfg["pooling"], device=self.device,
@@ -177,6 +187,8 @@ class Runner:
                         for init in range(cfg["inits"]):
                             run_ident = {"set": set_hash, "evaluator": self.evaluator.name, "evaluator_config": eval_ident,
                                          "learner": learner, "init": init}
+                            if split != "eval":  # (eval keeps the identity it always had)
+                                run_ident["score_split"] = split
                             path = self.run_path(task.name, spec.label, learner, dpc, set_index, init)
                             if needs_run(path, stable_hash(run_ident), self.overwrite):
                                 todo.append((learner, init, path, stable_hash(run_ident), run_ident))
@@ -200,6 +212,8 @@ class Runner:
                             "set_index": set_index, "init_index": init,
                             "evaluator": self.evaluator.name, "learner": learner,
                             "score": res.pop("score"), "metrics": res,
+                            "scored_on": {"split": split, "name": task.eval_split if split == "eval" else "dev (carved from train)",
+                                          "size": len(getattr(data, split))},
                             "seeds": {"base": cfg["seed"], "set": set_seed, "init": init_seed,
                                       "derivation": "sha256(base|task|method|dpc|set[|init])[:4] & 0x7fffffff"},
                             "config_hash": run_hash, "set_config_hash": set_hash,

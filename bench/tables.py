@@ -11,10 +11,10 @@ from .errors import DilmbenchError
 FORMATS = {"markdown": "github", "latex": "latex_booktabs", "csv": None}
 
 
-def load_results(out: str | Path) -> pd.DataFrame:
-    from .runner import read_result
+def load_results(out: str | Path, split: str = "eval") -> pd.DataFrame:
+    from .runner import read_result, runs_dir
 
-    root = Path(out) / "runs"
+    root = Path(out) / runs_dir(split)
     rows = []
     for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
         rec = read_result(path)

@@ -30,9 +30,9 @@ class FinetuneEvaluator(Evaluator):
         return self._tok[learner]
 
     def _eval_features(self, ctx: EvalContext, learner: str):
-        key = (learner, ctx.task.name, len(ctx.data.eval))
+        key = (learner, ctx.task.name, ctx.split, len(getattr(ctx.data, ctx.split)))
         if key not in self._eval_feats:
-            self._eval_feats[key] = tokenize(self._tokenizer(learner), ctx.data.texts("eval"), self.recipe.max_length)
+            self._eval_feats[key] = tokenize(self._tokenizer(learner), ctx.data.texts(ctx.split), self.recipe.max_length)
         return self._eval_feats[key]
 
     def evaluate(self, ctx: EvalContext, textset, learner: str, seed: int) -> dict:
@@ -46,7 +46,7 @@ class FinetuneEvaluator(Evaluator):
         logits = predict_logits(model, self._eval_features(ctx, learner), tok, self.recipe.eval_batch_size, ctx.device)
         preds = logits.argmax(1)
         t3 = time.perf_counter()
-        metrics = score(ctx.task.metric, ctx.data.labels("eval"), preds)
+        metrics = score(ctx.task.metric, ctx.data.labels(ctx.split), preds)
         return {**metrics,
                 "train_loss_first": losses[0], "train_loss_last": float(np.mean(losses[-10:])),
                 "batch_size": self.recipe.batch_size(len(textset)),

@@ -247,8 +247,8 @@ class ICLEvaluator(Evaluator):
         order = np.random.default_rng(seed).permutation(len(textset)).tolist()
         demos = [(textset.texts[i], textset.labels[i]) for i in order]
         prefix = build_prefix(task.text_fields, demos, words)
-        eval_texts = ctx.data.texts("eval")
-        labels = ctx.data.labels("eval")
+        eval_texts = ctx.data.texts(ctx.split)
+        labels = ctx.data.labels(ctx.split)
         if self.config["max_eval"]:
             eval_texts, labels = eval_texts[: self.config["max_eval"]], labels[: self.config["max_eval"]]
         queries = [format_example(task.text_fields, t, None) for t in eval_texts]

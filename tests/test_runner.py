@@ -81,6 +81,25 @@ def test_changed_protocol_is_not_skipped(glue_dir, tiny_bert, tmp_path):
     assert Runner(cfg, out, progress=False).run()["done"] == 1
 
 
+def test_scores_on_the_dev_split_are_kept_apart(glue_dir, tiny_bert, tmp_path):
+    out = tmp_path / "out"
+    cfg = _cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2], sets=1, inits=1, score_split="dev")
+    Runner(cfg, out, progress=False).run()
+    assert not _runs(out)  # nothing in runs/, which the paper tables read
+    files = sorted((out / "runs-dev").rglob("*.json"))
+    rec = json.loads(files[0].read_text())
+    assert len(files) == 1 and rec["scored_on"]["split"] == "dev" and rec["scored_on"]["size"] == 10
+    assert rec["metrics"]["eval_examples"] == 10 and rec["config"]["score_split"] == "dev"
+    res = CliRunner().invoke(main, ["table", "--out", str(out), "--split", "dev"])
+    assert res.exit_code == 0 and "random" in res.output, res.output
+    assert CliRunner().invoke(main, ["table", "--out", str(out)]).exit_code != 0  # no evaluation-split results
+    # the same set scored on the evaluation split: a separate run (other identity), the set reused
+    counts = Runner(_cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2], sets=1, inits=1), out, progress=False).run()
+    assert counts["done"] == 1 and counts["sets_reused"] == 1
+    ev = json.loads(_runs(out)[0].read_text())
+    assert ev["scored_on"]["split"] == "eval" and ev["config_hash"] != rec["config_hash"] and "score_split" not in ev["config"]
+
+
 def test_pair_task_end_to_end_and_table(glue_dir, tiny_bert, tmp_path):
     out = tmp_path / "out"
     cfg = _cfg(glue_dir, tiny_bert, tasks=["qqp"], methods=["random", "kcenters"], dpc=[2], sets=2, inits=1)
@@ -182,6 +201,7 @@ def _bad(args, tmp_path, glue_dir, tiny_bert, extra_env=None):
     (["--methods", "random", "--dpc", "500"], "DPC 500 is larger than class"),
     (["--methods", "random", "--dpc", "0"], "dpc must be positive"),
     (["--learners", "no-such/model"], "cannot load model 'no-such/model'"),
+    (["--methods", "random", "--score-on", "dev", "--dev-size", "0"], "cannot score on the dev split of sst2: it is empty"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(args, message, tmp_path, glue_dir, tiny_bert):
     res, out = _bad(args, tmp_path, glue_dir, tiny_bert)
