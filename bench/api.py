@@ -168,3 +168,7 @@ class Evaluator:
 
     def identity(self) -> dict:
         return {"evaluator": self.name, "config": self.config}
+
+    def close(self) -> None:
+        """Release what evaluate() kept across runs (models, engines and their worker processes); the runner calls
+        it when the grid is done."""

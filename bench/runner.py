@@ -233,6 +233,7 @@ class Runner:
                         bar.update(1)
                         bar.set_postfix(score=f"{record['score']:.3f}")
                 bar.close()
+        self.evaluator.close()
         return self.counts
 
     def _textset(self, given, method, spec, mctx, dpc, set_index, seed, set_hash, ident, prepared):

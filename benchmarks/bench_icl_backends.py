@@ -55,7 +55,7 @@ def main():
         qps[name] = n / dt
         acc = float((preds[name] == labels[:n]).mean())
         print(f"  {name:<21} accuracy {100 * acc:5.1f}% on {n:>3} queries   {qps[name]:6.2f} queries/s   ({dt:.1f} s)")
-        del ev
+        ev.close()
     agree = float((preds["transformers"] == preds["vllm"]).mean())
     acc_diff = 100 * abs(float((preds["transformers"] == labels).mean()) - float((preds["vllm"] == labels).mean()))
     n_obv = len(preds["transformers-obvious"])

@@ -240,6 +240,14 @@ class ICLEvaluator(Evaluator):
             out[qi, li] = sum(lp[j][ids[j]].logprob for j in range(len(ids) - k, len(ids)))
         return out
 
+    def close(self) -> None:
+        """Shut vLLM's engines down now (their worker processes otherwise log into a closed stream at exit)."""
+        for model_id, (model, _) in list(self._models.items()):
+            engine = getattr(getattr(model, "llm_engine", None), "engine_core", None)
+            if engine is not None and hasattr(engine, "shutdown"):
+                engine.shutdown()
+            del self._models[model_id]
+
     # ---- the evaluator --------------------------------------------------------------------------------------
     def evaluate(self, ctx: EvalContext, textset, learner: str, seed: int) -> dict:
         task = ctx.task

@@ -100,3 +100,5 @@ def test_vllm_backend_agrees_with_transformers(tiny_gpt_head64):
     for words in (["bad", "good"], ["bad", "good fun"]):
         np.testing.assert_allclose(hf.score_transformers(tiny_gpt, prefix, queries, words, "cpu"),
                                    vl.score_vllm(tiny_gpt, prefix, queries, words, "cpu"), atol=1e-2)
+    vl.close()
+    assert not vl._models
