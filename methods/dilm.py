@@ -255,8 +255,11 @@ def matching_loss(g_real, g_syn):
 # ------------------------------------------------------------------------------------------------------------
 # checkpoints
 # ------------------------------------------------------------------------------------------------------------
-def _save_state(path: Path, gen: Generator, opt, sched, step: int, extra: dict | None = None):
-    """A checkpoint directory, published by an atomic rename so a kill leaves the previous one intact."""
+def _save_state(path: Path, gen: Generator, opt, sched, step: int, extra: dict | None = None,
+                resume: dict | None = None):
+    """A checkpoint directory, published by an atomic rename so a kill leaves the previous one intact.
+    ``extra`` goes to progress.json (readable); ``resume`` (anything picklable the stage needs to continue exactly,
+    e.g. stage 2's current diverse-batch pool) to trainer_state.pt."""
     import shutil
 
     import torch
@@ -267,7 +270,7 @@ def _save_state(path: Path, gen: Generator, opt, sched, step: int, extra: dict |
     gen.model.save_pretrained(tmp)
     gen.tok.save_pretrained(tmp)
     torch.save({"optimizer": opt.state_dict() if opt else None, "scheduler": sched.state_dict() if sched else None,
-                "torch_rng": torch.get_rng_state(), "step": step}, tmp / "trainer_state.pt")
+                "torch_rng": torch.get_rng_state(), "step": step, "resume": resume or {}}, tmp / "trainer_state.pt")
     (tmp / "progress.json").write_text(json.dumps({"step": step, **(extra or {})}))
     old = path.with_name(path.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
@@ -285,7 +288,7 @@ def _load_progress(path: Path) -> dict | None:
 
 
 def _open_stage(out: Path, num_labels: int, fresh, recipe, seed: int, device):
-    """A training stage's starting point -> (generator, optimizer, scheduler, start step).
+    """A training stage's starting point -> (generator, optimizer, scheduler, start step, resume state).
 
     A finished stage (out/final) returns its generator and no optimizer; a killed one resumes from out/last with its
     optimizer, scheduler and RNG state; otherwise ``fresh()`` gives the generator and the RNG is seeded."""
@@ -295,20 +298,20 @@ def _open_stage(out: Path, num_labels: int, fresh, recipe, seed: int, device):
 
     final, ckpt = out / "final", out / "last"
     if _load_progress(final):
-        return Generator.from_pretrained(str(final), num_labels, add_tokens=False), None, None, recipe.steps
+        return Generator.from_pretrained(str(final), num_labels, add_tokens=False), None, None, recipe.steps, {}
     progress = _load_progress(ckpt)
     gen = Generator.from_pretrained(str(ckpt), num_labels, add_tokens=False) if progress else fresh()
     gen.model.to(device)
     opt, sched = make_optimizer(gen.model, recipe)
     torch.manual_seed(seed)  # dropout
-    start = 0
+    start, resume = 0, {}
     if progress:
         state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        start = state["step"]
-    return gen, opt, sched, start
+        start, resume = state["step"], state.get("resume") or {}
+    return gen, opt, sched, start, resume
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -362,7 +365,7 @@ class DiLMMethod(Method):
         cfg = self._cfg(ctx.task)
         recipe = FinetuneRecipe(steps=cfg["lm_steps"], lr=cfg["lm_lr"], weight_decay=cfg["lm_weight_decay"],
                                 warmup_ratio=cfg["lm_warmup_ratio"], max_grad_norm=1.0)
-        gen, opt, sched, start = _open_stage(
+        gen, opt, sched, start, _ = _open_stage(
             out, ctx.task.num_labels, lambda: Generator.from_pretrained(cfg["generator"], ctx.task.num_labels),
             recipe, cfg["seed"], ctx.device)
         if opt is None:
@@ -453,7 +456,8 @@ class DiLMMethod(Method):
         total = cfg["outer_loops"] * cfg["inner_loops"]
         recipe = FinetuneRecipe(steps=total, lr=cfg["gm_lr"], weight_decay=cfg["gm_weight_decay"],
                                 warmup_ratio=cfg["gm_warmup_ratio"], max_grad_norm=1.0)
-        gen, opt, sched, start = _open_stage(out, ctx.task.num_labels, lambda g=gen: g, recipe, cfg["seed"] + 1, ctx.device)
+        gen, opt, sched, start, resume = _open_stage(out, ctx.task.num_labels, lambda g=gen: g, recipe, cfg["seed"] + 1,
+                                                     ctx.device)
         if opt is None:
             return gen
         start_outer = start // cfg["inner_loops"]
@@ -473,9 +477,12 @@ class DiLMMethod(Method):
         eval_recipe = FinetuneRecipe(max_batch_size=cfg["learner_batch_size"],
                                      steps=cfg["inner_loops"] * cfg["learner_steps"])
         real_batches = endless_batches(len(pool_texts), cfg["learner_batch_size"], cfg["seed"] + 1)
+        for _ in range(start_outer * (cfg["inner_loops"] - 1) * cfg["learner_steps"]):
+            next(real_batches)  # a resumed run continues the same stream of real batches
         bar = tqdm(range(start_outer, cfg["outer_loops"]), desc="dilm stage 2 (gradient matching)",
                    disable=not ctx.progress, initial=start_outer, total=cfg["outer_loops"])
-        batches, log = None, []
+        # a resumed run continues with the diverse-batch pool it had (regenerating it would change the matching)
+        batches, log = resume.get("batches"), list(resume.get("grad_sim", []))
         for outer in bar:
             if batches is None or outer % cfg["gen_interval"] == 0:
                 probe = load_classifier(cfg["learner"], C, cfg["seed"] + outer, ctx.device)
@@ -521,7 +528,8 @@ class DiLMMethod(Method):
                                    l_sched, eval_recipe, ctx.device)
             bar.set_postfix(grad_sim=f"{np.mean(log[-cfg['inner_loops']:]):.3f}")
             if (outer + 1) % max(1, cfg["ckpt_every"] // cfg["inner_loops"]) == 0 and outer + 1 < cfg["outer_loops"]:
-                _save_state(out / "last", gen, opt, sched, (outer + 1) * cfg["inner_loops"], {"grad_sim": log[-50:]})
+                _save_state(out / "last", gen, opt, sched, (outer + 1) * cfg["inner_loops"], {"grad_sim": log[-50:]},
+                            resume={"batches": batches, "grad_sim": log})
         _save_state(out / "final", gen, None, None, total, {"grad_sim": log[-50:]})
         return gen
 

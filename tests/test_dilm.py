@@ -128,10 +128,17 @@ def test_gradient_matching_resumes(glue_dir, tiny_gpt, tiny_bert, tmp_path, monk
     from dilmbench.methods import dilm as dilm_mod
 
     ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
-    cfg = tiny_config(tiny_gpt, tiny_bert, outer_loops=3, inner_loops=2, ckpt_every=2)
+    # a checkpoint after every outer loop; a new diverse-batch pool every 2, so the resume lands mid-pool
+    cfg = tiny_config(tiny_gpt, tiny_bert, outer_loops=3, inner_loops=2, ckpt_every=2, gen_interval=2)
     m = METHODS.get("dilm")(**cfg)
     lm_dir, gm_dir = m._stage_dirs(ctx)
-    gen = m.train_lm(ctx, lm_dir)
+    m.train_lm(ctx, lm_dir)
+
+    def stage1():
+        return dilm_mod.Generator.from_pretrained(str(lm_dir / "final"), 2, add_tokens=False)
+
+    reference = m.gradient_matching(ctx, stage1(), tmp_path / "uninterrupted")
+    gen = stage1()
     real_save = dilm_mod._save_state
 
     def die_after_first(path, *a, **k):
@@ -143,8 +150,14 @@ def test_gradient_matching_resumes(glue_dir, tiny_gpt, tiny_bert, tmp_path, monk
         m.gradient_matching(ctx, gen, gm_dir)
     assert json.loads((gm_dir / "last" / "progress.json").read_text())["step"] == 2
     monkeypatch.setattr(dilm_mod, "_save_state", real_save)
-    m.gradient_matching(ctx, gen, gm_dir)
+    resumed = m.gradient_matching(ctx, stage1(), gm_dir)
     assert json.loads((gm_dir / "final" / "progress.json").read_text())["step"] == 6
+    # same real-batch stream, same diverse-batch pool, same optimizer and RNG state: the same generator
+    moved = False
+    for a, b, c in zip(reference.model.parameters(), resumed.model.parameters(), stage1().model.parameters()):
+        torch.testing.assert_close(a, b)
+        moved |= not torch.equal(a, c)
+    assert moved
 
 
 def test_stage_identity_follows_what_changes_the_weights(glue_dir, tiny_gpt, tiny_bert, tmp_path):
