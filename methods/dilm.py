@@ -143,6 +143,25 @@ class Generator:
         ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
         return (ce * tmask).sum(1) / tmask.sum(1)
 
+    def conditioning_accuracy(self, texts, labels, max_length: int, device, batch_size: int = 32) -> float:
+        """How well the class tokens condition the generator: the share of examples whose own class gives them the
+        lowest loss (a generative classifier; chance = 1 / classes). Meant for the dev split: it needs no learner,
+        so it is a cheap signal for choosing stage 1's steps and learning rate."""
+        import torch
+
+        from dilmbench.finetune import micro_batches
+
+        self.model.eval()
+        losses = np.zeros((len(texts), self.num_labels))
+        with torch.inference_mode():
+            for c in range(self.num_labels):
+                seqs = [self.encode_example(t, c, max_length) for t in texts]
+                for chunk in micro_batches([len(s) for s in seqs], batch_size * 16):
+                    for i in range(0, len(chunk), batch_size):
+                        part = chunk[i:i + batch_size]
+                        losses[part, c] = self.example_losses([seqs[j] for j in part], device).float().cpu().numpy()
+        return float((losses.argmin(1) == np.asarray(labels)).mean())
+
     def sample(self, label: int, n: int, n_fields: int, seed: int, top_p: float, top_k: int, max_new_tokens: int,
                batch_size: int, device, max_tries: int = 20) -> tuple[list[tuple[str, ...]], list[list[int]]]:
         """n sampled examples of a class; outputs that do not decode (a pair without separator) are regenerated."""

@@ -189,3 +189,16 @@ def test_lm_stage_micro_batches_give_the_same_model(glue_dir, tiny_gpt, tiny_ber
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
         moved |= a.shape == c.shape and not torch.allclose(a, c)
     assert moved  # the steps did train
+
+
+def test_conditioning_accuracy_sees_whether_class_tokens_matter(glue_dir, tiny_gpt, tiny_bert, tmp_path):
+    from dilmbench.methods.dilm import Generator
+
+    ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
+    texts, labels = ctx.data.texts("pool")[:40], ctx.data.labels("pool")[:40]
+    fresh = Generator.from_pretrained(tiny_gpt, 2)  # both class tokens start as end-of-text: no conditioning
+    assert fresh.conditioning_accuracy(texts, labels, 24, "cpu") == pytest.approx(float((labels == 0).mean()))
+    # the fixture's classes use different words; 60 steps leave the class tokens nearly unused, 300 do not
+    m = METHODS.get("dilm_vanilla")(**tiny_config(tiny_gpt, tiny_bert, lm_steps=300, lm_lr=5e-3))
+    trained = m.train_lm(ctx, tmp_path / "lm")
+    assert trained.conditioning_accuracy(texts, labels, 24, "cpu") > 0.85
