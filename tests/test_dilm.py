@@ -186,7 +186,8 @@ def test_lm_stage_micro_batches_give_the_same_model(glue_dir, tiny_gpt, tiny_ber
         models.append(m.train_lm(ctx, tmp_path / f"lm-{micro}").model)
     moved = False
     for a, b, c in zip(models[0].parameters(), models[1].parameters(), base.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+        # Adam divides by the gradient's own scale, so float-order noise in a ~0 gradient shows up at ~1e-6
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
         moved |= a.shape == c.shape and not torch.allclose(a, c)
     assert moved  # the steps did train
 
