@@ -225,7 +225,8 @@ class ICLEvaluator(Evaluator):
         prefix_ids, requests = request_ids(tok, prefix, queries, words)
         out = np.zeros((len(queries), len(words)), dtype=np.float64)
         if all(k == 1 for *_, k in requests) and _has_field(SamplingParams, "logprob_token_ids"):
-            label_ids = [tok(" " + w, add_special_tokens=False)["input_ids"][0] for w in words]
+            # request_ids already tokenized everything: each row is query ids + the one label token
+            label_ids = [ids[-1] for qi, _, ids, _ in requests if qi == 0]
             q_ids = {qi: ids[:-1] for qi, _, ids, _ in requests}
             prompts = [{"prompt_token_ids": prefix_ids + q_ids[qi]} for qi in range(len(queries))]
             order = np.argsort([-len(p["prompt_token_ids"]) for p in prompts], kind="stable")
