@@ -1,7 +1,8 @@
 """DiLM generator class conditioning on the dev split: the share of held-out texts to which a trained generator
 gives the lowest loss under their own class token (Generator.conditioning_accuracy; majority class printed too).
 
-Usage: HF_HUB_OFFLINE=1 python benchmarks/dilm_conditioning.py N   (checks every cached stage-1 and stage-2 generator)
+Usage: HF_HUB_OFFLINE=1 python benchmarks/dilm_conditioning.py N [STAGE_DIR ...]
+       (N dev texts; with no STAGE_DIR, every cached stage-1 and stage-2 generator of SST-2 is checked)
 """
 import glob, os, sys, time
 from dilmbench.methods.dilm import Generator
@@ -9,8 +10,11 @@ from dilmbench.tasks import TASKS, load_task_data
 data = load_task_data(TASKS["sst2"], "embedded")
 n = int(sys.argv[1])
 texts, labels = data.texts("dev")[:n], data.labels("dev")[:n]
-for name, path in [] + \
-        [(p.split("/")[-2] + "/" + p.split("/")[-1], p) for p in sorted(glob.glob(os.path.expanduser(os.environ.get("DILMBENCH_CACHE", "~/.cache/dilmbench")) + "/dilm/sst2/*/final"))]:
+root = os.path.expanduser(os.environ.get("DILMBENCH_CACHE", "~/.cache/dilmbench")) + "/dilm/sst2"
+dirs = [os.path.join(d, "final") if os.path.isdir(os.path.join(d, "final")) else d for d in sys.argv[2:]] \
+    or sorted(glob.glob(root + "/*/final"))
+for path in dirs:
+    name = "/".join(os.path.normpath(path).split("/")[-2:])
     t = time.time()
     g = Generator.from_pretrained(path, 2, add_tokens=not path.endswith("final"))
     print(f"{name}: conditioning accuracy on {n} dev texts {100*g.conditioning_accuracy(texts, labels, 64, 'cpu'):.1f}% "

@@ -156,10 +156,9 @@ class Generator:
         with torch.inference_mode():
             for c in range(self.num_labels):
                 seqs = [self.encode_example(t, c, max_length) for t in texts]
-                for chunk in micro_batches([len(s) for s in seqs], batch_size * 16):
-                    for i in range(0, len(chunk), batch_size):
-                        part = chunk[i:i + batch_size]
-                        losses[part, c] = self.example_losses([seqs[j] for j in part], device).float().cpu().numpy()
+                # length-sorted chunks of at most batch_size full-length rows' worth of (padded) tokens
+                for part in micro_batches([len(s) for s in seqs], batch_size * max_length):
+                    losses[part, c] = self.example_losses([seqs[j] for j in part], device).float().cpu().numpy()
         return float((losses.argmin(1) == np.asarray(labels)).mean())
 
     def sample(self, label: int, n: int, n_fields: int, seed: int, top_p: float, top_k: int, max_new_tokens: int,
