@@ -47,6 +47,10 @@ PAPER = {
     "select_backend": "sklearn",
     "ckpt_every": 500, "seed": 0, "bf16": True,
 }
+# Keys read only by stage 2 (gradient matching): they do not touch dilm_vanilla's generator or sets.
+STAGE2_KEYS = {"learner", "outer_loops", "inner_loops", "learner_steps", "learner_batch_size", "real_batch",
+               "real_accum", "repset_dpc", "n_repsets", "syn_batch", "tau", "gm_lr", "gm_weight_decay",
+               "gm_warmup_ratio", "gen_interval", "pool_batches", "n_clusters"}
 # The paper's QQP / MNLI real batches: 100 per class, 2 accumulated.
 PAIR_TASK_OVERRIDES = {"real_batch": 100, "real_accum": 2}
 
@@ -371,7 +375,10 @@ class DiLMMethod(Method):
         return root / f"lm-{lm_hash}", root / f"gm-{gm_hash}"
 
     def identity(self) -> dict:
-        return {"method": self.name, "config": self.config}
+        # without gradient matching the stage-2 settings change nothing, so they stay out of the identity (a new
+        # gm_lr must not throw away dilm_vanilla's finished runs)
+        cfg = self.config if self.config["gm"] else {k: v for k, v in self.config.items() if k not in STAGE2_KEYS}
+        return {"method": self.name, "config": cfg}
 
     # --- stage 1 -------------------------------------------------------------------------------------------
     def train_lm(self, ctx: MethodContext, out: Path) -> Generator:

@@ -171,6 +171,19 @@ def test_stage_identity_follows_what_changes_the_weights(glue_dir, tiny_gpt, tin
     assert lm != base[0] and gm != base[1]
 
 
+def test_vanilla_identity_ignores_stage_two_settings(tiny_gpt, tiny_bert):
+    from dilmbench.methods.dilm import PAPER, STAGE2_KEYS
+
+    assert STAGE2_KEYS <= set(PAPER)
+    for name, same in (("dilm_vanilla", True), ("dilm", False)):
+        a = METHODS.get(name)(**tiny_config(tiny_gpt, tiny_bert)).identity()
+        b = METHODS.get(name)(**tiny_config(tiny_gpt, tiny_bert, gm_lr=5e-5, outer_loops=3)).identity()
+        assert (a == b) is same
+    # a stage-1 or stage-3 setting still tells vanilla runs apart
+    vanilla = METHODS.get("dilm_vanilla")
+    assert vanilla(**tiny_config(tiny_gpt, tiny_bert, lm_lr=2e-3)).identity() != vanilla(**tiny_config(tiny_gpt, tiny_bert)).identity()
+
+
 def test_lm_stage_micro_batches_give_the_same_model(glue_dir, tiny_gpt, tiny_bert, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
