@@ -191,6 +191,9 @@ class Runner:
                                 run_ident["score_split"] = split
                             path = self.run_path(task.name, spec.label, learner, dpc, set_index, init)
                             if needs_run(path, stable_hash(run_ident), self.overwrite):
+                                if path.exists() and self.overwrite == "only-missing":
+                                    # say so: two configurations sharing one --out replace each other's results
+                                    self.log(f"replacing {path}: it was made under another configuration")
                                 todo.append((learner, init, path, stable_hash(run_ident), run_ident))
                             else:
                                 self.counts["skipped"] += 1

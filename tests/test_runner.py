@@ -78,7 +78,10 @@ def test_changed_protocol_is_not_skipped(glue_dir, tiny_bert, tmp_path):
     cfg = _cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2], sets=1, inits=1)
     Runner(cfg, out, progress=False).run()
     cfg["evaluator_options"]["finetune"]["steps"] = 4
-    assert Runner(cfg, out, progress=False).run()["done"] == 1
+    said = []
+    assert Runner(cfg, out, progress=False, log=said.append).run()["done"] == 1
+    # replacing a result made under another configuration is said, not silent
+    assert [m for m in said if m.startswith("replacing ") and "another configuration" in m]
 
 
 def test_scores_on_the_dev_split_are_kept_apart(glue_dir, tiny_bert, tmp_path):
