@@ -83,7 +83,7 @@ def runs_dir(split: str) -> str:
     return "runs" if split == "eval" else f"runs-{split}"
 
 
-def needs_run(path: Path, config_hash: str, overwrite: str) -> bool:
+def needs_run(path: Path, config_hash: str, overwrite: str, log=None) -> bool:
     if overwrite == "always":
         return True
     if not path.exists():
@@ -91,7 +91,12 @@ def needs_run(path: Path, config_hash: str, overwrite: str) -> bool:
     if overwrite == "never":
         return False
     done = read_result(path)
-    return done is None or done.get("config_hash") != config_hash
+    if done is not None and done.get("config_hash") == config_hash:
+        return False
+    if log is not None:  # say so: two configurations sharing one --out replace each other's results
+        why = "it is not a complete result" if done is None else "it was made under another configuration"
+        log(f"replacing {path}: {why}")
+    return True
 
 
 class Runner:
@@ -190,10 +195,7 @@ class Runner:
                             if split != "eval":  # (eval keeps the identity it always had)
                                 run_ident["score_split"] = split
                             path = self.run_path(task.name, spec.label, learner, dpc, set_index, init)
-                            if needs_run(path, stable_hash(run_ident), self.overwrite):
-                                if path.exists() and self.overwrite == "only-missing":
-                                    # say so: two configurations sharing one --out replace each other's results
-                                    self.log(f"replacing {path}: it was made under another configuration")
+                            if needs_run(path, stable_hash(run_ident), self.overwrite, self.log):
                                 todo.append((learner, init, path, stable_hash(run_ident), run_ident))
                             else:
                                 self.counts["skipped"] += 1

@@ -68,7 +68,9 @@ def test_rerun_skips_and_interrupted_run_resumes(glue_dir, tiny_bert, tmp_path, 
     victim.write_text(victim.read_text()[:40])
     assert Runner(cfg, out, overwrite="never", progress=False).run()["done"] == 0
     assert read_result(victim) is None
-    assert Runner(cfg, out, progress=False).run()["done"] == 1
+    said = []
+    assert Runner(cfg, out, progress=False, log=said.append).run()["done"] == 1
+    assert f"replacing {victim}: it is not a complete result" in said
     assert read_result(victim) is not None
     assert Runner(cfg, out, overwrite="always", progress=False).run()["done"] == 4
 
