@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def main(out: str):
-    phases, per_method, n = defaultdict(float), defaultdict(float), 0
+    phases, per_method, n = defaultdict(float), defaultdict(lambda: [0, 0.0, 0.0]), 0
     seen_sets = set()
     for path in sorted((Path(out) / "runs").rglob("*.json")):
         rec = json.loads(path.read_text())
@@ -21,14 +21,17 @@ def main(out: str):
         if key not in seen_sets:  # set-making and preparation are recorded on every run of the set: count once
             seen_sets.add(key)
             phases["make_set"] += t.get("make_set", 0.0)
-        per_method[(rec["method"], rec["dpc"])] += t.get("evaluate_total", 0.0)
+            per_method[(rec["method"], rec["dpc"])][2] += t.get("make_set", 0.0)
+        row = per_method[(rec["method"], rec["dpc"])]
+        row[0] += 1
+        row[1] += t.get("evaluate_total", 0.0)
     total = sum(phases.values())
     print(f"{n} runs; recorded time {total:.0f} s")
     for k, v in sorted(phases.items(), key=lambda kv: -kv[1]):
         print(f"  {k:<10} {v:8.0f} s  {100 * v / total:5.1f}%")
-    print("evaluation time per method x DPC (s):")
-    for (m, d), v in sorted(per_method.items()):
-        print(f"  {m:<16} DPC {d:<3} {v:8.0f}")
+    print("per method x DPC: runs, evaluation s, set-making s, together s")
+    for (m, d), (runs, ev, mk) in sorted(per_method.items()):
+        print(f"  {m:<16} DPC {d:<3} {runs:4d} {ev:8.0f} {mk:8.0f} {ev + mk:8.0f}")
 
 
 if __name__ == "__main__":
