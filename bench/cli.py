@@ -49,7 +49,11 @@ def main():
               help="Split to score on: eval (the task's evaluation split; default) or dev (carved from train: use it "
                    "to choose hyperparameters; results go to runs-dev/).")
 @click.option("--out", default="results", show_default=True, type=click.Path(), help="Output directory.")
-@click.option("--overwrite", type=click.Choice(["never", "always", "only-missing"]), default="only-missing", show_default=True)
+@click.option("--overwrite", type=click.Choice(["only-missing", "changed", "always", "never"]), default="only-missing",
+              show_default=True,
+              help="only-missing: skip finished runs, redo truncated ones, and stop if a finished result in --out was made "
+                   "under another configuration; changed: replace such results; always: redo every run; never: touch "
+                   "no existing result.")
 @click.option("--plugin", "plugins", multiple=True, type=click.Path(), help="A Python file that registers methods/evaluators.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, data_dir,

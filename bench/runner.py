@@ -5,8 +5,10 @@ Layout under the output directory::
     sets/<task>/<method>/dpc<D>/set<SS>.jsonl (+ .meta.json)
     runs/<task>/<method>/<evaluator>/<learner>/dpc<D>/set<SS>-init<I>.json
 
-Every file is written atomically. A rerun skips runs whose result file is complete and has the same config hash
-(``only-missing``), redoes everything (``always``), or never touches an existing file (``never``).
+Every file is written atomically. The whole grid is planned before anything runs. A rerun skips runs whose result file
+is complete and has the same config hash and redoes truncated ones (``only-missing``); a complete result made under
+another configuration stops it before any run, since replacing it would destroy a finished result (``changed``
+replaces such results, ``always`` redoes everything, ``never`` touches no existing file).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from .tasks import get_task, load_task_data
 from .textset import TextSet, atomic_write_text, load_textset, meta_path, save_textset
 
 SCHEMA_VERSION = 1
-OVERWRITE_MODES = ("never", "always", "only-missing")
+OVERWRITE_MODES = ("never", "always", "only-missing", "changed")
 
 
 def derive_seed(*parts) -> int:
@@ -83,20 +85,20 @@ def runs_dir(split: str) -> str:
     return "runs" if split == "eval" else f"runs-{split}"
 
 
-def needs_run(path: Path, config_hash: str, overwrite: str, log=None) -> bool:
-    if overwrite == "always":
-        return True
+def result_status(path: Path, config_hash: str) -> str:
+    """'missing', 'done' (complete, same config), 'incomplete' (truncated or not ours) or 'other-config'."""
     if not path.exists():
-        return True
-    if overwrite == "never":
-        return False
+        return "missing"
     done = read_result(path)
-    if done is not None and done.get("config_hash") == config_hash:
-        return False
-    if log is not None:  # say so: two configurations sharing one --out replace each other's results
-        why = "it is not a complete result" if done is None else "it was made under another configuration"
-        log(f"replacing {path}: {why}")
-    return True
+    if done is None:
+        return "incomplete"
+    return "done" if done.get("config_hash") == config_hash else "other-config"
+
+
+# which existing results each --overwrite mode runs again ("other-config" under only-missing stops the run instead)
+REDO = {"never": {"missing"}, "only-missing": {"missing", "incomplete"},
+        "changed": {"missing", "incomplete", "other-config"}, "always": {"missing", "incomplete", "other-config", "done"}}
+REPLACING = {"incomplete": "it is not a complete result", "other-config": "it was made under another configuration"}
 
 
 class Runner:
@@ -145,16 +147,13 @@ class Runner:
                 / f"set{set_index:02d}-init{init}.json")
 
     # ---- the grid ------------------------------------------------------------------------------------------
-    def run(self) -> dict:
-        from tqdm.auto import tqdm
-
-        from .provenance import device_info, environment_summary, model_revision
-
-        self.preflight()
+    def plan(self) -> list:
+        """Every task's data loaded and checked, every run's identity and path, and what to do with it, before
+        anything is written: bad input and results that would be destroyed stop the run here."""
         cfg = self.cfg
-        env = environment_summary()
-        dev = device_info(self.device)
         learners = self.evaluator.learners()
+        split = cfg.get("score_split", "eval")
+        plan, in_the_way = [], []
         for task in self.tasks:
             t_load = time.perf_counter()
             data = load_task_data(task, cfg.get("data_source"), cfg["dev_size"], cfg["dev_seed"])
@@ -166,28 +165,20 @@ class Runner:
                         n_c = int((counts == c).sum())
                         if max(cfg["dpc"]) > n_c:
                             raise DilmbenchError(f"DPC {max(cfg['dpc'])} is larger than class '{task.label_names[c]}' of {task.name} ({n_c} examples in the pool)")
-            split = cfg.get("score_split", "eval")
             if len(getattr(data, split)) == 0:
                 raise DilmbenchError(f"cannot score on the {split} split of {task.name}: it is empty (dev_size is 0)")
-            ectx = EvalContext(data=data, device=self.device, cache_dir=self.cache_dir, progress=self.progress,
-                               split=split)
+            eval_ident = {k: v for k, v in self.evaluator.identity()["config"].items() if k != "learners"}
             for spec in self.specs:
-                method = self.methods[spec.label]
-                mctx = MethodContext(data=data, encoder=cfg["encoder"], pooling=cfg["pooling"], device=self.device,
-                                     cache_dir=self.cache_dir, progress=self.progress)
-                fixed = method.fixed_sets(task)
+                fixed = self.methods[spec.label].fixed_sets(task)
                 if fixed is not None:
-                    plan = [(max(ts.class_counts(task.num_labels)), i, ts) for i, ts in enumerate(fixed)]
+                    cells = [(max(ts.class_counts(task.num_labels)), i, ts) for i, ts in enumerate(fixed)]
                 else:
-                    plan = [(dpc, i, None) for dpc in cfg["dpc"] for i in range(cfg["sets"])]
-                prepared = {"done": False, "seconds": 0.0}
-                bar = tqdm(total=len(plan) * len(learners) * cfg["inits"], desc=f"{task.name}/{spec.label}",
-                           disable=not self.progress, dynamic_ncols=True)
-                for dpc, set_index, given in plan:
+                    cells = [(dpc, i, None) for dpc in cfg["dpc"] for i in range(cfg["sets"])]
+                planned = []
+                for dpc, set_index, given in cells:
                     ident = self.set_identity(data, spec, dpc, set_index)
                     set_hash = stable_hash(ident)
-                    eval_ident = {k: v for k, v in self.evaluator.identity()["config"].items() if k != "learners"}
-                    todo = []
+                    runs = []
                     for learner in learners:
                         for init in range(cfg["inits"]):
                             run_ident = {"set": set_hash, "evaluator": self.evaluator.name, "evaluator_config": eval_ident,
@@ -195,49 +186,87 @@ class Runner:
                             if split != "eval":  # (eval keeps the identity it always had)
                                 run_ident["score_split"] = split
                             path = self.run_path(task.name, spec.label, learner, dpc, set_index, init)
-                            if needs_run(path, stable_hash(run_ident), self.overwrite, self.log):
-                                todo.append((learner, init, path, stable_hash(run_ident), run_ident))
-                            else:
-                                self.counts["skipped"] += 1
-                                bar.update(1)
-                    if not todo:
-                        continue
-                    set_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index)
-                    ts, set_file, make_s = self._textset(given, method, spec, mctx, dpc, set_index, set_seed, set_hash, ident, prepared)
-                    for learner, init, path, run_hash, run_ident in todo:
-                        init_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index, init)
-                        t0 = time.perf_counter()
-                        res = self.evaluator.evaluate(ectx, ts, learner, init_seed)
-                        total = time.perf_counter() - t0
-                        timing = {"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s,
-                                  **{k: v for k, v in res.pop("timing_s", {}).items()}, "evaluate_total": total}
-                        record = {
-                            "schema_version": SCHEMA_VERSION,
-                            "task": task.name, "method": spec.label, "method_name": spec.name, "dpc": dpc,
-                            "set_index": set_index, "init_index": init,
-                            "evaluator": self.evaluator.name, "learner": learner,
-                            "score": res.pop("score"), "metrics": res,
-                            "scored_on": {"split": split, "name": task.eval_split if split == "eval" else "dev (carved from train)",
-                                          "size": len(getattr(data, split))},
-                            "seeds": {"base": cfg["seed"], "set": set_seed, "init": init_seed,
-                                      "derivation": "sha256(base|task|method|dpc|set[|init])[:4] & 0x7fffffff"},
-                            "config_hash": run_hash, "set_config_hash": set_hash,
-                            "config": {**run_ident, "set_identity": ident, "preset": cfg.get("preset")},
-                            "textset": {"path": os.path.relpath(set_file, self.out), "content_hash": ts.content_hash(),
-                                        "size": len(ts), "class_counts": ts.class_counts(task.num_labels),
-                                        "weighted": ts.weights is not None},
-                            "models": {"learner": {"id": learner, "revision": model_revision(learner)},
-                                       **({"encoder": {"id": cfg["encoder"], "revision": model_revision(cfg["encoder"]),
-                                                       "pooling": cfg["pooling"]}} if method.needs_embeddings else {})},
-                            "data": data.provenance(),
-                            "environment": env, "device": dev, "timing_s": timing,
-                            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        }
-                        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
-                        self.counts["done"] += 1
+                            run_hash = stable_hash(run_ident)
+                            status = result_status(path, run_hash)
+                            if status == "other-config" and self.overwrite == "only-missing":
+                                in_the_way.append(path)
+                            runs.append((learner, init, path, run_hash, run_ident, status))
+                    planned.append((dpc, set_index, given, ident, set_hash, runs))
+                plan.append((task, data, load_s, spec, planned))
+        if in_the_way:
+            raise DilmbenchError(
+                f"{len(in_the_way)} finished result(s) in {self.out} were made under another configuration "
+                f"(e.g. {in_the_way[0]}); use another --out, or --overwrite changed to replace them")
+        return plan
+
+    def run(self) -> dict:
+        from tqdm.auto import tqdm
+
+        from .provenance import device_info, environment_summary, model_revision
+
+        self.preflight()
+        plan = self.plan()
+        cfg = self.cfg
+        env = environment_summary()
+        dev = device_info(self.device)
+        split = cfg.get("score_split", "eval")
+        for task, data, load_s, spec, planned in plan:
+            ectx = EvalContext(data=data, device=self.device, cache_dir=self.cache_dir, progress=self.progress,
+                               split=split)
+            method = self.methods[spec.label]
+            mctx = MethodContext(data=data, encoder=cfg["encoder"], pooling=cfg["pooling"], device=self.device,
+                                 cache_dir=self.cache_dir, progress=self.progress)
+            prepared = {"done": False, "seconds": 0.0}
+            bar = tqdm(total=sum(len(cell[-1]) for cell in planned), desc=f"{task.name}/{spec.label}",
+                       disable=not self.progress, dynamic_ncols=True)
+            for dpc, set_index, given, ident, set_hash, runs in planned:
+                todo = []
+                for learner, init, path, run_hash, run_ident, status in runs:
+                    if status in REDO[self.overwrite]:
+                        if status in REPLACING:  # said, never silent
+                            self.log(f"replacing {path}: {REPLACING[status]}")
+                        todo.append((learner, init, path, run_hash, run_ident))
+                    else:
+                        self.counts["skipped"] += 1
                         bar.update(1)
-                        bar.set_postfix(score=f"{record['score']:.3f}")
-                bar.close()
+                if not todo:
+                    continue
+                set_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index)
+                ts, set_file, make_s = self._textset(given, method, spec, mctx, dpc, set_index, set_seed, set_hash, ident, prepared)
+                for learner, init, path, run_hash, run_ident in todo:
+                    init_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index, init)
+                    t0 = time.perf_counter()
+                    res = self.evaluator.evaluate(ectx, ts, learner, init_seed)
+                    total = time.perf_counter() - t0
+                    timing = {"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s,
+                              **{k: v for k, v in res.pop("timing_s", {}).items()}, "evaluate_total": total}
+                    record = {
+                        "schema_version": SCHEMA_VERSION,
+                        "task": task.name, "method": spec.label, "method_name": spec.name, "dpc": dpc,
+                        "set_index": set_index, "init_index": init,
+                        "evaluator": self.evaluator.name, "learner": learner,
+                        "score": res.pop("score"), "metrics": res,
+                        "scored_on": {"split": split, "name": task.eval_split if split == "eval" else "dev (carved from train)",
+                                      "size": len(getattr(data, split))},
+                        "seeds": {"base": cfg["seed"], "set": set_seed, "init": init_seed,
+                                  "derivation": "sha256(base|task|method|dpc|set[|init])[:4] & 0x7fffffff"},
+                        "config_hash": run_hash, "set_config_hash": set_hash,
+                        "config": {**run_ident, "set_identity": ident, "preset": cfg.get("preset")},
+                        "textset": {"path": os.path.relpath(set_file, self.out), "content_hash": ts.content_hash(),
+                                    "size": len(ts), "class_counts": ts.class_counts(task.num_labels),
+                                    "weighted": ts.weights is not None},
+                        "models": {"learner": {"id": learner, "revision": model_revision(learner)},
+                                   **({"encoder": {"id": cfg["encoder"], "revision": model_revision(cfg["encoder"]),
+                                                   "pooling": cfg["pooling"]}} if method.needs_embeddings else {})},
+                        "data": data.provenance(),
+                        "environment": env, "device": dev, "timing_s": timing,
+                        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    }
+                    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
+                    self.counts["done"] += 1
+                    bar.update(1)
+                    bar.set_postfix(score=f"{record['score']:.3f}")
+            bar.close()
         self.evaluator.close()
         return self.counts
 

@@ -75,15 +75,27 @@ def test_rerun_skips_and_interrupted_run_resumes(glue_dir, tiny_bert, tmp_path, 
     assert Runner(cfg, out, overwrite="always", progress=False).run()["done"] == 4
 
 
-def test_changed_protocol_is_not_skipped(glue_dir, tiny_bert, tmp_path):
+def test_changed_protocol_stops_unless_told_to_replace(glue_dir, tiny_bert, tmp_path):
     out = tmp_path / "out"
-    cfg = _cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2], sets=1, inits=1)
+    cfg = _cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2], sets=2, inits=1)
     Runner(cfg, out, progress=False).run()
+    before = {p: p.read_text() for p in out.rglob("*") if p.is_file()}
+    (_runs(out)[1]).unlink()  # one run missing: even it is not run, the whole grid is checked first
     cfg["evaluator_options"]["finetune"]["steps"] = 4
+    # a finished result made under another configuration would be destroyed: stop before anything runs
+    with pytest.raises(DilmbenchError, match=r"1 finished result\(s\) in .* another configuration .*--overwrite changed"):
+        Runner(cfg, out, progress=False).run()
+    assert len(_runs(out)) == 1 and all(p.read_text() == before[p] for p in out.rglob("*") if p.is_file())
+    res = CliRunner().invoke(main, ["run", "--preset", "quick", "--task", "sst2", "--methods", "random", "--dpc", "2",
+                                    "--sets", "2", "--steps", "4", "--learners", tiny_bert, "--encoder", tiny_bert,
+                                    "--data-dir", str(glue_dir), "--dev-size", "10", "--out", str(out), "--no-progress"])
+    assert res.exit_code != 0 and "another configuration" in res.output and len(res.output.strip().splitlines()) == 1
+    assert len(_runs(out)) == 1
+    # --overwrite changed replaces it, and says so
     said = []
-    assert Runner(cfg, out, progress=False, log=said.append).run()["done"] == 1
-    # replacing a result made under another configuration is said, not silent
+    assert Runner(cfg, out, overwrite="changed", progress=False, log=said.append).run()["done"] == 2
     assert [m for m in said if m.startswith("replacing ") and "another configuration" in m]
+    assert all(read_result(p)["config"]["evaluator_config"]["steps"] == 4 for p in _runs(out))
 
 
 def test_scores_on_the_dev_split_are_kept_apart(glue_dir, tiny_bert, tmp_path):
@@ -204,6 +216,8 @@ def _bad(args, tmp_path, glue_dir, tiny_bert, extra_env=None):
     (["--evaluator", "finetun"], "unknown evaluator 'finetun' (did you mean 'finetune'?)"),
     (["--preset", "quik"], "unknown preset 'quik' (did you mean 'quick'?)"),
     (["--methods", "random", "--dpc", "500"], "DPC 500 is larger than class"),
+    # the second task's problem is found before the first task's runs are written
+    (["--task", "sst2,mnli", "--methods", "random", "--dpc", "45"], "DPC 45 is larger than class 'entailment' of mnli"),
     (["--methods", "random", "--dpc", "0"], "dpc must be positive"),
     (["--learners", "no-such/model"], "cannot load model 'no-such/model'"),
     (["--methods", "random", "--score-on", "dev", "--dev-size", "0"], "cannot score on the dev split of sst2: it is empty"),
