@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from .api import EvalContext, MethodContext
 from .cache import cache_root, stable_hash
 from .errors import DilmbenchError
@@ -29,7 +31,6 @@ from .tasks import get_task, load_task_data
 from .textset import TextSet, atomic_write_text, load_textset, meta_path, save_textset
 
 SCHEMA_VERSION = 1
-OVERWRITE_MODES = ("never", "always", "only-missing", "changed")
 
 
 def derive_seed(*parts) -> int:
@@ -98,7 +99,28 @@ def result_status(path: Path, config_hash: str) -> str:
 # which existing results each --overwrite mode runs again ("other-config" under only-missing stops the run instead)
 REDO = {"never": {"missing"}, "only-missing": {"missing", "incomplete"},
         "changed": {"missing", "incomplete", "other-config"}, "always": {"missing", "incomplete", "other-config", "done"}}
+OVERWRITE_MODES = tuple(REDO)  # (the CLI's --overwrite choices: bench/cli.py keeps its imports light)
 REPLACING = {"incomplete": "it is not a complete result", "other-config": "it was made under another configuration"}
+
+
+@dataclass
+class PlannedRun:
+    learner: str
+    init: int
+    path: Path
+    config_hash: str
+    identity: dict
+    status: str  # result_status() of its file when planned
+
+
+@dataclass
+class PlannedSet:
+    dpc: int
+    set_index: int
+    given: TextSet | None  # a fixed set (file: methods), else made by the method
+    identity: dict
+    config_hash: str
+    runs: list[PlannedRun]
 
 
 class Runner:
@@ -158,13 +180,11 @@ class Runner:
             t_load = time.perf_counter()
             data = load_task_data(task, cfg.get("data_source"), cfg["dev_size"], cfg["dev_seed"])
             load_s = time.perf_counter() - t_load
-            counts = data.labels("pool")
-            for spec in self.specs:
-                if spec.name != "file":
-                    for c in range(task.num_labels):
-                        n_c = int((counts == c).sum())
-                        if max(cfg["dpc"]) > n_c:
-                            raise DilmbenchError(f"DPC {max(cfg['dpc'])} is larger than class '{task.label_names[c]}' of {task.name} ({n_c} examples in the pool)")
+            if any(spec.name != "file" for spec in self.specs):
+                counts = np.bincount(data.labels("pool"), minlength=task.num_labels)
+                for c, n_c in enumerate(counts):
+                    if max(cfg["dpc"]) > n_c:
+                        raise DilmbenchError(f"DPC {max(cfg['dpc'])} is larger than class '{task.label_names[c]}' of {task.name} ({n_c} examples in the pool)")
             if len(getattr(data, split)) == 0:
                 raise DilmbenchError(f"cannot score on the {split} split of {task.name}: it is empty (dev_size is 0)")
             eval_ident = {k: v for k, v in self.evaluator.identity()["config"].items() if k != "learners"}
@@ -190,8 +210,8 @@ class Runner:
                             status = result_status(path, run_hash)
                             if status == "other-config" and self.overwrite == "only-missing":
                                 in_the_way.append(path)
-                            runs.append((learner, init, path, run_hash, run_ident, status))
-                    planned.append((dpc, set_index, given, ident, set_hash, runs))
+                            runs.append(PlannedRun(learner, init, path, run_hash, run_ident, status))
+                    planned.append(PlannedSet(dpc, set_index, given, ident, set_hash, runs))
                 plan.append((task, data, load_s, spec, planned))
         if in_the_way:
             raise DilmbenchError(
@@ -217,23 +237,22 @@ class Runner:
             mctx = MethodContext(data=data, encoder=cfg["encoder"], pooling=cfg["pooling"], device=self.device,
                                  cache_dir=self.cache_dir, progress=self.progress)
             prepared = {"done": False, "seconds": 0.0}
-            bar = tqdm(total=sum(len(cell[-1]) for cell in planned), desc=f"{task.name}/{spec.label}",
+            bar = tqdm(total=sum(len(cell.runs) for cell in planned), desc=f"{task.name}/{spec.label}",
                        disable=not self.progress, dynamic_ncols=True)
-            for dpc, set_index, given, ident, set_hash, runs in planned:
-                todo = []
-                for learner, init, path, run_hash, run_ident, status in runs:
-                    if status in REDO[self.overwrite]:
-                        if status in REPLACING:  # said, never silent
-                            self.log(f"replacing {path}: {REPLACING[status]}")
-                        todo.append((learner, init, path, run_hash, run_ident))
-                    else:
-                        self.counts["skipped"] += 1
-                        bar.update(1)
+            for cell in planned:
+                dpc, set_index, ident, set_hash = cell.dpc, cell.set_index, cell.identity, cell.config_hash
+                todo = [r for r in cell.runs if r.status in REDO[self.overwrite]]
+                for r in todo:
+                    if r.status in REPLACING:  # said, never silent
+                        self.log(f"replacing {r.path}: {REPLACING[r.status]}")
+                self.counts["skipped"] += len(cell.runs) - len(todo)
+                bar.update(len(cell.runs) - len(todo))
                 if not todo:
                     continue
                 set_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index)
-                ts, set_file, make_s = self._textset(given, method, spec, mctx, dpc, set_index, set_seed, set_hash, ident, prepared)
-                for learner, init, path, run_hash, run_ident in todo:
+                ts, set_file, make_s = self._textset(cell.given, method, spec, mctx, dpc, set_index, set_seed, set_hash, ident, prepared)
+                for r in todo:
+                    learner, init, path, run_hash, run_ident = r.learner, r.init, r.path, r.config_hash, r.identity
                     init_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index, init)
                     t0 = time.perf_counter()
                     res = self.evaluator.evaluate(ectx, ts, learner, init_seed)

@@ -96,6 +96,11 @@ def test_changed_protocol_stops_unless_told_to_replace(glue_dir, tiny_bert, tmp_
     assert Runner(cfg, out, overwrite="changed", progress=False, log=said.append).run()["done"] == 2
     assert [m for m in said if m.startswith("replacing ") and "another configuration" in m]
     assert all(read_result(p)["config"]["evaluator_config"]["steps"] == 4 for p in _runs(out))
+    # the CLI offers exactly the runner's modes (it keeps its own list to keep its imports light)
+    from dilmbench.runner import OVERWRITE_MODES
+
+    option = next(o for o in main.commands["run"].params if o.name == "overwrite")
+    assert set(option.type.choices) == set(OVERWRITE_MODES)
 
 
 def test_scores_on_the_dev_split_are_kept_apart(glue_dir, tiny_bert, tmp_path):
