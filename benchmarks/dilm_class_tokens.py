@@ -9,11 +9,14 @@ import sys
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from dilmbench.methods.dilm import Generator
+
 for d in sys.argv[1:]:
     path = os.path.join(d, "final") if os.path.isdir(os.path.join(d, "final")) else d
     tok = AutoTokenizer.from_pretrained(path)
+    vocab = tok.get_vocab()
+    names = Generator.class_tokens(sum(t in vocab for t in Generator.class_tokens(len(vocab))))
     emb = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).get_input_embeddings().weight.detach()
-    names = sorted((t for t in tok.get_vocab() if t.startswith("<class_")), key=lambda t: int(t[7:-1]))
     rows = emb[tok.convert_tokens_to_ids(names)]
     eos = emb[tok.eos_token_id]
     pair = " ".join(f"|{a}-{b}| {(rows[i] - rows[j]).norm():.4f}" for i, a in enumerate(names)

@@ -61,10 +61,14 @@ PAIR_TASK_OVERRIDES = {"real_batch": 100, "real_accum": 2}
 class Generator:
     SEP = "<sep>"
 
+    @staticmethod
+    def class_tokens(num_labels: int) -> list[str]:
+        return [f"<class_{c}>" for c in range(num_labels)]
+
     def __init__(self, model, tokenizer, num_labels: int):
         self.model, self.tok, self.num_labels = model, tokenizer, num_labels
         self.eos_id = tokenizer.eos_token_id
-        self.class_ids = tokenizer.convert_tokens_to_ids([f"<class_{c}>" for c in range(num_labels)])
+        self.class_ids = tokenizer.convert_tokens_to_ids(self.class_tokens(num_labels))
         self.sep_id = tokenizer.convert_tokens_to_ids(self.SEP)
         self.pad_id = tokenizer.pad_token_id
 
@@ -81,7 +85,7 @@ class Generator:
         model = load_pretrained(AutoModelForCausalLM, model_id, dtype=torch.float32)
         if tok.eos_token_id is None:
             raise DilmbenchError(f"generator '{model_id}' has no end-of-text token")
-        new = [f"<class_{c}>" for c in range(num_labels)] + [cls.SEP]
+        new = cls.class_tokens(num_labels) + [cls.SEP]
         if add_tokens and any(t not in tok.get_vocab() for t in new):
             tok.add_special_tokens({"additional_special_tokens": new})
             if tok.pad_token_id is None or tok.pad_token_id == tok.eos_token_id:
