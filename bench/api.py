@@ -60,12 +60,20 @@ class Method:
     default_config: ClassVar[dict] = {}
     needs_embeddings: ClassVar[bool] = False
     models: ClassVar[tuple] = ()  # extra model config keys to check before a run starts
+    # the method's own values per preset (e.g. {"quick": {...}}), merged under the user's options by the runner: a
+    # preset names the scale, the method knows what that scale means for it
+    presets: ClassVar[dict] = {}
 
     def __init__(self, **config):
         unknown = set(config) - set(self.default_config)
         if unknown:
             raise DilmbenchError(f"method '{self.name}' has no option(s) {sorted(unknown)}; options: {sorted(self.default_config)}")
         self.config = {**self.default_config, **config}
+
+    @classmethod
+    def for_preset(cls, preset: str | None, **options) -> "Method":
+        """The method with its own values for ``preset`` (if it has any), then ``options`` on top."""
+        return cls(**{**cls.presets.get(preset, {}), **options})
 
     @classmethod
     def describe(cls) -> str:

@@ -10,19 +10,6 @@ from .registry import suggest
 PAPER_LEARNERS = ["bert-base-uncased", "roberta-base", "xlnet-base-cased"]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
-# DiLM at CPU scale (issue: DiLM). Counts are scaled so that both stages fit in about an hour on 2 cores. lm_lr and
-# gm_lr were chosen on the dev split carved from train (results/quick-sst2-dilm-tune/README.md): lm_lr 5e-5 / 2e-4 /
-# 5e-4 condition the class tokens equally (64.2 / 63.7 / 64.8% on 400 dev texts); gm_lr 3e-6 / 3e-5 / 3e-4 give
-# DPC-5 sets scoring 53.6 / 49.7 / 49.4 on dev (4 sets each).
-QUICK_DILM = {
-    "generator": "HuggingFaceTB/SmolLM2-135M-Instruct", "learner": MINILM,
-    "lm_steps": 300, "lm_batch_size": 16, "lm_lr": 5e-5, "max_length": 64, "lm_micro_batch_tokens": 128,
-    "outer_loops": 10, "inner_loops": 5, "learner_steps": 20, "learner_batch_size": 64,
-    "real_batch": 64, "repset_dpc": 64, "n_repsets": 3, "syn_batch": 16, "n_clusters": 16, "pool_batches": 10,
-    "gen_interval": 5, "gm_lr": 3e-6, "sample_factor": 10, "gen_batch_size": 32, "max_new_tokens": 48,
-    "ckpt_every": 50, "bf16": False,
-}
-
 PAPER_ICL = ["gpt2-xl", "facebook/opt-2.7b", "meta-llama/Llama-2-7b-hf"]
 QUICK_ICL = ["google/gemma-3-270m", "HuggingFaceTB/SmolLM2-135M-Instruct"]
 
@@ -42,7 +29,7 @@ PRESETS: dict[str, dict] = {
         "sets": 1, "inits": 1, "encoder": MINILM, "pooling": "mean",
         "evaluator": "finetune",
         "evaluator_options": {"finetune": {"learners": [MINILM]}, "icl": {"learners": QUICK_ICL}},
-        "method_options": {"dilm": dict(QUICK_DILM), "dilm_vanilla": dict(QUICK_DILM)}, "data_source": "embedded", "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
+        "method_options": {}, "data_source": "embedded", "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
         "score_split": "eval",
     },
 }

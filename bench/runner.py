@@ -12,7 +12,6 @@ replaces such results, ``always`` redoes everything, ``never`` touches no existi
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -24,19 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from .api import EvalContext, MethodContext
+from .cards import set_card
 from .cache import cache_root, stable_hash
 from .errors import DilmbenchError
 from .registry import EVALUATORS, METHODS
+from .seeds import derive_seed  # noqa: F401  (re-exported: dilmbench.runner.derive_seed)
 from .tasks import get_task, load_task_data
 from .textset import TextSet, atomic_write_text, load_textset, meta_path, save_textset
 
 SCHEMA_VERSION = 1
-
-
-def derive_seed(*parts) -> int:
-    """A deterministic 31-bit seed from any parts, e.g. (base, task, method, dpc, set, init)."""
-    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def slug(name: str) -> str:
@@ -140,7 +135,7 @@ class Runner:
         cfg = self.cfg
         self.tasks = [get_task(t) for t in cfg["tasks"]]
         self.specs = [MethodSpec.parse(m, cfg.get("method_options", {})) for m in cfg["methods"]]
-        self.methods = {s.label: METHODS.get(s.name)(**s.options) for s in self.specs}
+        self.methods = {s.label: METHODS.get(s.name).for_preset(cfg.get("preset"), **s.options) for s in self.specs}
         from .config import evaluator_options
 
         self.evaluator = EVALUATORS.get(cfg["evaluator"])(**evaluator_options(cfg))
@@ -248,6 +243,7 @@ class Runner:
                 self.counts["skipped"] += len(cell.runs) - len(todo)
                 bar.update(len(cell.runs) - len(todo))
                 if not todo:
+                    self._backfill_card(cell, spec, mctx)
                     continue
                 set_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index)
                 ts, set_file, make_s = self._textset(cell.given, method, spec, mctx, dpc, set_index, set_seed, set_hash, ident, prepared)
@@ -320,5 +316,22 @@ class Runner:
                 self.counts["sets_made"] += 1
         ts.validate(mctx.task)
         ts.provenance = {**ts.provenance, "set_config_hash": set_hash, "set_identity": ident}
-        save_textset(ts, path)
+        save_textset(ts, path, card=set_card(ts, mctx.data, self.cache_dir))
         return ts, path, time.perf_counter() - t0
+
+    def _backfill_card(self, cell, spec, mctx) -> None:
+        """A finished cell's set file written before sets had cards gets its card (nothing else changes)."""
+        path = self.set_path(mctx.task.name, spec.label, cell.dpc, cell.set_index)
+        try:
+            meta = json.loads(meta_path(path).read_text())
+        except (OSError, ValueError):
+            return
+        if "card" in meta or meta.get("provenance", {}).get("set_config_hash") != cell.config_hash:
+            return
+        try:
+            ts = load_textset(path, mctx.task)
+        except DilmbenchError:
+            return
+        if ts.content_hash() == meta.get("content_hash"):
+            meta["card"] = set_card(ts, mctx.data, self.cache_dir)
+            atomic_write_text(meta_path(path), json.dumps(meta, indent=2, ensure_ascii=False) + "\n")

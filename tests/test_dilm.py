@@ -31,8 +31,13 @@ def test_class_tokens_and_separator_round_trip(tiny_gpt):
 
     gen = Generator.from_pretrained(tiny_gpt, num_labels=3)
     emb = gen.model.get_input_embeddings().weight
-    for c in gen.class_ids + [gen.sep_id]:
-        assert torch.equal(emb[c], emb[gen.eos_id])  # new tokens start as end-of-text
+    for c in gen.class_ids:
+        assert torch.equal(emb[c], emb[gen.eos_id])  # class tokens start as end-of-text (the reference's choice)
+    old = min(gen.new_token_ids)
+    assert gen.pad_id != gen.eos_id and gen.new_token_ids == list(range(old, emb.shape[0]))
+    for t in (gen.sep_id, gen.pad_id):  # separator and pad: the mean pretrained row, never a copy of end-of-text
+        torch.testing.assert_close(emb[t], emb[:old].mean(0))
+        assert not torch.allclose(emb[t], emb[gen.eos_id])
     ids = gen.encode_example(("the movie was good", "a dull plot"), 2, max_length=32)
     assert ids[0] == gen.class_ids[2] and ids[-1] == gen.eos_id and ids.count(gen.sep_id) == 1
     assert gen.decode(ids[1:], 2) == ("the movie was good", "a dull plot")
@@ -95,7 +100,7 @@ def test_both_stages_end_to_end_give_valid_sets(task, glue_dir, tiny_gpt, tiny_b
 
 
 def test_killed_stage_resumes_from_its_checkpoint(glue_dir, tiny_gpt, tiny_bert, tmp_path, monkeypatch):
-    from dilmbench.methods import dilm as dilm_mod
+    from dilmbench import checkpoint as dilm_mod
 
     ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
     cfg = tiny_config(tiny_gpt, tiny_bert, lm_steps=6, ckpt_every=2)
@@ -104,7 +109,7 @@ def test_killed_stage_resumes_from_its_checkpoint(glue_dir, tiny_gpt, tiny_bert,
     reference = whole.train_lm(ctx, tmp_path / "uninterrupted")
 
     saves = {"n": 0}
-    real_save = dilm_mod._save_state
+    real_save = dilm_mod.save_state
 
     def save_then_die(path, *a, **k):
         real_save(path, *a, **k)
@@ -112,12 +117,12 @@ def test_killed_stage_resumes_from_its_checkpoint(glue_dir, tiny_gpt, tiny_bert,
         if saves["n"] == 2:  # killed right after the step-4 checkpoint
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(dilm_mod, "_save_state", save_then_die)
+    monkeypatch.setattr(dilm_mod, "save_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         whole.train_lm(ctx, lm_dir)
     assert json.loads((lm_dir / "last" / "progress.json").read_text())["step"] == 4
     assert not (lm_dir / "final").exists()
-    monkeypatch.setattr(dilm_mod, "_save_state", real_save)
+    monkeypatch.setattr(dilm_mod, "save_state", real_save)
     resumed = METHODS.get("dilm_vanilla")(**cfg).train_lm(ctx, lm_dir)
     assert json.loads((lm_dir / "final" / "progress.json").read_text())["step"] == 6
     for a, b in zip(reference.model.parameters(), resumed.model.parameters()):
@@ -125,7 +130,8 @@ def test_killed_stage_resumes_from_its_checkpoint(glue_dir, tiny_gpt, tiny_bert,
 
 
 def test_gradient_matching_resumes(glue_dir, tiny_gpt, tiny_bert, tmp_path, monkeypatch):
-    from dilmbench.methods import dilm as dilm_mod
+    from dilmbench import checkpoint as dilm_mod
+    from dilmbench.methods.dilm import Generator
 
     ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
     # a checkpoint after every outer loop; a new diverse-batch pool every 2, so the resume lands mid-pool
@@ -135,21 +141,21 @@ def test_gradient_matching_resumes(glue_dir, tiny_gpt, tiny_bert, tmp_path, monk
     m.train_lm(ctx, lm_dir)
 
     def stage1():
-        return dilm_mod.Generator.from_pretrained(str(lm_dir / "final"), 2, add_tokens=False)
+        return Generator.from_pretrained(str(lm_dir / "final"), 2, add_tokens=False)
 
     reference = m.gradient_matching(ctx, stage1(), tmp_path / "uninterrupted")
     gen = stage1()
-    real_save = dilm_mod._save_state
+    real_save = dilm_mod.save_state
 
     def die_after_first(path, *a, **k):
         real_save(path, *a, **k)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dilm_mod, "_save_state", die_after_first)
+    monkeypatch.setattr(dilm_mod, "save_state", die_after_first)
     with pytest.raises(KeyboardInterrupt):
         m.gradient_matching(ctx, gen, gm_dir)
     assert json.loads((gm_dir / "last" / "progress.json").read_text())["step"] == 2
-    monkeypatch.setattr(dilm_mod, "_save_state", real_save)
+    monkeypatch.setattr(dilm_mod, "save_state", real_save)
     resumed = m.gradient_matching(ctx, stage1(), gm_dir)
     assert json.loads((gm_dir / "final" / "progress.json").read_text())["step"] == 6
     # same real-batch stream, same diverse-batch pool, same optimizer and RNG state: the same generator
@@ -216,3 +222,100 @@ def test_conditioning_accuracy_sees_whether_class_tokens_matter(glue_dir, tiny_g
     m = METHODS.get("dilm_vanilla")(**tiny_config(tiny_gpt, tiny_bert, lm_steps=300, lm_lr=5e-3))
     trained = m.train_lm(ctx, tmp_path / "lm")
     assert trained.conditioning_accuracy(texts, labels, 24, "cpu") > 0.85
+
+
+def test_label_word_initialisation_puts_each_class_row_at_its_words_embedding(tiny_gpt):
+    from dilmbench.methods.dilm import Generator
+
+    gen = Generator.from_pretrained(tiny_gpt, num_labels=2, class_init="label_words", label_names=("bad", "good"))
+    emb = gen.model.get_input_embeddings().weight
+    for c, word in enumerate(("bad", "good")):
+        ids = gen.tok(" " + word, add_special_tokens=False)["input_ids"]
+        torch.testing.assert_close(emb[gen.class_ids[c]], emb[ids].mean(0))
+    assert not torch.allclose(emb[gen.class_ids[0]], emb[gen.class_ids[1]])
+    with pytest.raises(Exception, match="label names"):
+        Generator.from_pretrained(tiny_gpt, num_labels=2, class_init="label_words")
+
+
+def test_example_loss_is_the_references_sum_over_padded_length(tiny_gpt):
+    """The reference (arumaekawa/DiLM src/generator.py compute_loss): token cross-entropy with reduction none over a
+    batch padded to a multiple of 8 by DataCollatorForLanguageModeling (labels -100 on pads), then mean over the
+    padded positions: sum of the example's token losses / (padded length - 1)."""
+    import torch.nn.functional as F
+    from transformers import DataCollatorForLanguageModeling
+
+    from dilmbench.methods.dilm import Generator
+
+    gen = Generator.from_pretrained(tiny_gpt, num_labels=2)
+    gen.model.eval()
+    texts = [("good",), ("the movie was a fun and warm story",), ("it was dull and flat and boring and weak",)]
+    seqs = [gen.encode_example(t, i % 2, None) for i, t in enumerate(texts)]
+    batch = DataCollatorForLanguageModeling(tokenizer=gen.tok, mlm=False, pad_to_multiple_of=8)(
+        [{"input_ids": s} for s in seqs])
+    assert batch["input_ids"].shape[1] % 8 == 0 and batch["input_ids"].shape[1] > max(len(s) for s in seqs)
+    with torch.no_grad():
+        logits = gen.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        ref = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1),
+                              reduction="none").reshape(len(seqs), -1).mean(-1)
+        ours = gen.example_losses(seqs, "cpu")
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+        # micro-batches given the whole batch's padded length get the same per-example losses
+        parts = torch.cat([gen.example_losses(seqs[:1], "cpu", batch["input_ids"].shape[1]),
+                           gen.example_losses(seqs[1:], "cpu", batch["input_ids"].shape[1])])
+        torch.testing.assert_close(parts, ref, rtol=1e-5, atol=1e-6)
+        # the old normalisation (each example's own mean) is a different number: short examples weigh as much
+        mean_gen = Generator(gen.model, gen.tok, 2, loss_norm="mean")
+        assert not torch.allclose(mean_gen.example_losses(seqs, "cpu"), ref)
+
+
+def test_pad_and_class_tokens_are_never_sampled(tiny_gpt):
+    from dilmbench.methods.dilm import Generator
+
+    gen = Generator.from_pretrained(tiny_gpt, num_labels=2)
+    with torch.no_grad():  # make pad and the class tokens the likeliest next tokens everywhere
+        bias = torch.zeros(gen.model.lm_head.weight.shape[0])
+        bias[[gen.pad_id, *gen.class_ids]] = 50.0
+        gen.model.lm_head.bias = torch.nn.Parameter(bias)
+    _, seqs = gen.sample(1, 8, 1, seed=0, top_p=1.0, top_k=0, max_new_tokens=6, batch_size=8, device="cpu",
+                         min_acceptance=0.0)
+    body = [t for s in seqs for t in s[1:]]
+    assert body and gen.pad_id not in body and not set(gen.class_ids) & set(body)
+
+
+def test_sampler_fails_on_a_measured_acceptance_rate_not_a_run_of_bad_batches(tiny_gpt):
+    from dilmbench.errors import DilmbenchError
+    from dilmbench.methods.dilm import Generator
+
+    gen = Generator.from_pretrained(tiny_gpt, num_labels=2)
+    with torch.no_grad():  # a generator that never writes the pair separator
+        bias = torch.zeros(gen.model.lm_head.weight.shape[0])
+        bias[gen.sep_id] = -50.0
+        gen.model.lm_head.bias = torch.nn.Parameter(bias)
+    with pytest.raises(DilmbenchError, match=r"rate of 0\.0%.*0 of 16 samples"):
+        gen.sample(0, 4, 2, seed=0, top_p=1.0, top_k=0, max_new_tokens=4, batch_size=4, device="cpu")
+
+
+def test_new_rows_get_their_own_adamw_learning_rate(tiny_gpt):
+    from transformers import AutoModelForCausalLM
+
+    from dilmbench.finetune import FinetuneRecipe, make_optimizer
+    from dilmbench.methods.dilm.method import NewRowsLR
+
+    rows = [3, 5]
+    moved = []
+    for lr in (None, 1e-2):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_gpt)
+        before = model.get_input_embeddings().weight.detach().clone()
+        opt, sched = make_optimizer(model, FinetuneRecipe(steps=10, lr=1e-3, warmup_ratio=0.0))
+        rows_lr = NewRowsLR(model, rows, 1e-3, lr)
+        ids = torch.tensor([[1, 3, 5, 7, 2]])
+        model(input_ids=ids, labels=ids).loss.backward()
+        rows_lr.before_step()
+        opt.step()
+        rows_lr.after_step()
+        moved.append(model.get_input_embeddings().weight.detach() - before)
+    others = [i for i in range(before.shape[0]) if i not in rows]
+    torch.testing.assert_close(moved[1][others], moved[0][others])  # the rest moves at the base rate
+    torch.testing.assert_close(moved[1][rows], 10 * moved[0][rows])  # these rows at 10x (AdamW is linear in lr)
+    assert moved[0][rows].abs().sum() > 0

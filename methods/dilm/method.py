@@ -1,0 +1,314 @@
+"""DiLM (Maekawa et al., NAACL 2024 Findings, arXiv 2404.00264): a generator LM trained by gradient matching writes
+the text sets. Reference code: arumaekawa/DiLM.
+
+Stage 1 trains a causal LM to write examples of a given class (:mod:`.generator`). Stage 2 fine-tunes it by gradient
+matching: the generator's per-example losses weight the learner's loss on generated examples,
+w = softmax(-loss_gen / tau), so the cosine distance between the learner head's gradient on real and on generated data
+reaches the generator (:mod:`.matching`). Stage 3 samples DPC x sample_factor texts per class and keeps DPC with
+k-centers on encoder embeddings. Both stages checkpoint under the cache (keyed by what changes their weights) and
+resume from their last checkpoint; one trained generator serves every DPC and set index.
+
+Deviations from the reference, in every preset:
+- the separator and pad rows start at the mean pretrained embedding (the reference's resize drew them at random), and
+  the pad is never sampled;
+- only the head's gradient is matched, computed with the body under no_grad (same numbers, tested);
+- stage 1 keeps its last checkpoint (the reference keeps the one that scores best on its validation split, which
+  this suite never reads for choosing).
+
+The ``quick`` preset (:data:`QUICK`) deviates further, to run on a 2-core CPU in under 2 hours; each value was chosen
+on the dev split carved from train (results/quick-sst2-dilm-tune/README.md):
+- generator SmolLM2-135M-Instruct instead of gpt2 (not obtainable offline), learner MiniLM instead of BERT-base;
+- class tokens start at their label word's embedding (" negative", " positive") instead of end-of-text, and move
+  with a learning rate of their own (``new_token_lr``): with a few thousand LM steps instead of 80,000, rows that
+  start as identical copies of end-of-text stay nearly identical (measured: 0.03 apart after 300 steps);
+- far fewer steps in both stages, shorter texts (64 tokens), 10 samples per kept text instead of 100.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dilmbench import checkpoint
+from dilmbench.api import Method, MethodContext
+from dilmbench.cache import stable_hash
+from dilmbench.cluster import k_centers, kmeans_labels
+from dilmbench.errors import DilmbenchError
+from dilmbench.seeds import derive_seed
+from dilmbench.textset import TextSet
+
+from .generator import Generator
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+# The reference's total generation length per task (class token included): dataset_attrs.py `max_length`.
+REFERENCE_GEN_LENGTH = {"sst2": 68, "qqp": 313, "mnli": 421}
+
+PAPER = {
+    "generator": "gpt2",
+    "learner": "bert-base-uncased",
+    # stage 1: LM training on the task's train split (the pool)
+    "lm_steps": 80_000, "lm_batch_size": 64, "lm_lr": 1e-5, "lm_weight_decay": 0.01, "lm_warmup_ratio": 0.1,
+    # generator training text truncated to this many tokens (None: the reference truncates only at the model's
+    # 1,024); learner inputs (teacher batches, generated batches) to learner_max_length (the reference's 512)
+    "max_length": None, "learner_max_length": 512,
+    "class_token_init": "eos",  # or "label_words"
+    "bos_prefix": False,  # the start token before the class token, so the class token is not the attention sink
+    "new_token_lr": None,  # learning rate of the added rows (class tokens, separator, pad); None: lm_lr
+    "loss_norm": "reference",  # summed token CE / padded length (the reference); "mean": each example's token mean
+    # stage 1's batch as length-sorted micro-batches of at most this many tokens (same gradient; "auto": 0 on CUDA,
+    # 512 on CPU)
+    "lm_micro_batch_tokens": "auto",
+    # stage 2: gradient matching
+    "gm": True, "outer_loops": 2_000, "inner_loops": 10, "learner_steps": 20, "learner_batch_size": 64,
+    "real_batch": 200, "real_accum": 1, "repset_dpc": 200, "n_repsets": 10,
+    "syn_batch": 64, "tau": 1.0, "gm_lr": 3e-7, "gm_weight_decay": 0.01, "gm_warmup_ratio": 0.05,
+    "gen_interval": 20, "pool_batches": 200, "n_clusters": 64,
+    # stage 3: final sets. max_new_tokens "task": the reference's per-task total length minus the class token
+    "sample_factor": 100, "top_p": 0.95, "top_k": 0, "gen_batch_size": 64, "max_new_tokens": "task",
+    "select_backend": "sklearn",
+    "ckpt_every": 500, "seed": 0, "bf16": True,
+}
+
+# DiLM at CPU scale; see the module docstring and results/quick-sst2-dilm-tune/README.md for how each was chosen.
+QUICK = {
+    "generator": "HuggingFaceTB/SmolLM2-135M-Instruct", "learner": MINILM,
+    "lm_steps": 300, "lm_batch_size": 16, "lm_lr": 5e-5, "max_length": 64, "learner_max_length": 64,
+    "lm_micro_batch_tokens": 128, "class_token_init": "label_words", "new_token_lr": None,
+    "outer_loops": 10, "inner_loops": 5, "learner_steps": 20, "learner_batch_size": 64,
+    "real_batch": 64, "repset_dpc": 64, "n_repsets": 3, "syn_batch": 16, "n_clusters": 16, "pool_batches": 10,
+    "gen_interval": 5, "gm_lr": 3e-6, "sample_factor": 10, "gen_batch_size": 32, "max_new_tokens": 48,
+    "ckpt_every": 50, "bf16": False,
+}
+
+# What stage 1's weights depend on (its cache key).
+LM_KEYS = ("generator", "lm_steps", "lm_batch_size", "lm_lr", "lm_weight_decay", "lm_warmup_ratio", "max_length",
+           "class_token_init", "bos_prefix", "new_token_lr", "loss_norm", "seed")
+# Keys read only by stage 2 (gradient matching): they do not touch dilm_vanilla's generator or sets.
+STAGE2_KEYS = {"learner", "learner_max_length", "outer_loops", "inner_loops", "learner_steps", "learner_batch_size",
+               "real_batch", "real_accum", "repset_dpc", "n_repsets", "syn_batch", "tau", "gm_lr", "gm_weight_decay",
+               "gm_warmup_ratio", "gen_interval", "pool_batches", "n_clusters"}
+# Keys that change no trained weight: stage 3 only, or speed only.
+NOT_WEIGHTS = {"sample_factor", "top_p", "top_k", "gen_batch_size", "select_backend", "ckpt_every",
+               "lm_micro_batch_tokens"}
+# The paper's QQP / MNLI real batches: 100 per class, 2 accumulated.
+PAIR_TASK_OVERRIDES = {"real_batch": 100, "real_accum": 2}
+
+
+def max_new_tokens(cfg: dict, task) -> int:
+    if cfg["max_new_tokens"] != "task":
+        return int(cfg["max_new_tokens"])
+    if task.name not in REFERENCE_GEN_LENGTH:
+        raise DilmbenchError(f"dilm has no reference generation length for task '{task.name}': set max_new_tokens")
+    return REFERENCE_GEN_LENGTH[task.name] - 1
+
+
+class NewRowsLR:
+    """A learning rate of their own for some embedding rows under AdamW: the optimizer steps every row at the base
+    rate, then these rows' step is scaled by rate / base rate. AdamW's step is linear in the learning rate for a given
+    optimizer state (the decoupled weight decay too), so this is exactly AdamW with that rate for these rows."""
+
+    def __init__(self, model, rows: list[int], base_lr: float, lr: float | None):
+        self.rows, self.ratio = rows, (1.0 if lr is None else lr / base_lr)
+        tables = [model.get_input_embeddings().weight]
+        out = model.get_output_embeddings()
+        if out is not None and out.weight.data_ptr() != tables[0].data_ptr():
+            tables.append(out.weight)
+        self.tables = tables
+        self._before = None
+
+    def before_step(self):
+        if self.ratio != 1.0:
+            self._before = [t.detach()[self.rows].clone() for t in self.tables]
+
+    def after_step(self):
+        if self.ratio != 1.0:
+            import torch
+
+            with torch.no_grad():
+                for t, before in zip(self.tables, self._before):
+                    t[self.rows] = before + self.ratio * (t[self.rows] - before)
+
+
+class DiLMMethod(Method):
+    """DiLM: a generator LM trained by gradient matching (probability-weighted loss) writes the sets; k-centers picks DPC."""
+
+    default_config = dict(PAPER)
+    presets = {"quick": QUICK}
+    use_gradient_matching = True
+    needs_embeddings = True  # teacher sets and the final k-centers use the encoder; its id joins the set's identity
+
+    def __init__(self, **config):
+        super().__init__(**config)
+        self.config["gm"] = self.use_gradient_matching
+        self._gen: Generator | None = None
+
+    def required_models(self, ctx_encoder: str) -> list[str]:
+        return [ctx_encoder, self.config["generator"], self.config["learner"]]
+
+    # --- identity of the trained generator ---------------------------------------------------------------
+    def _cfg(self, task) -> dict:
+        cfg = dict(self.config)
+        if task.is_pair:
+            for k, v in PAIR_TASK_OVERRIDES.items():
+                if self.config[k] == PAPER[k]:
+                    cfg[k] = v
+        return cfg
+
+    def _stage_dirs(self, ctx: MethodContext) -> tuple[Path, Path]:
+        cfg = self._cfg(ctx.task)
+        data_id = {k: v for k, v in ctx.data.provenance().items() if k != "source"}
+        lm_hash = stable_hash({"task": ctx.task.name, "data": data_id, **{k: cfg[k] for k in LM_KEYS}})
+        gm_hash = stable_hash({"lm": lm_hash, "encoder": ctx.encoder, "pooling": ctx.pooling,
+                               **{k: v for k, v in cfg.items() if k not in set(LM_KEYS) | NOT_WEIGHTS}})
+        root = Path(ctx.cache_dir) / "dilm" / ctx.task.name
+        return root / f"lm-{lm_hash}", root / f"gm-{gm_hash}"
+
+    def identity(self) -> dict:
+        # without gradient matching the stage-2 settings change nothing, so they stay out of the identity (a new
+        # gm_lr must not throw away dilm_vanilla's finished runs)
+        cfg = self.config if self.config["gm"] else {k: v for k, v in self.config.items() if k not in STAGE2_KEYS}
+        return {"method": self.name, "config": cfg}
+
+    def new_generator(self, ctx: MethodContext) -> Generator:
+        cfg = self.config
+        return Generator.from_pretrained(cfg["generator"], ctx.task.num_labels, class_init=cfg["class_token_init"],
+                                         label_names=ctx.task.label_names, loss_norm=cfg["loss_norm"],
+                                         bos_prefix=cfg["bos_prefix"])
+
+    def _open_stage(self, out: Path, ctx: MethodContext, fresh, recipe, seed: int):
+        """A training stage's starting point -> (generator, optimizer, scheduler, start step, resume state).
+
+        A finished stage (out/final) returns its generator and no optimizer; a killed one resumes from out/last with
+        its optimizer, scheduler and RNG state; otherwise ``fresh()`` gives the generator and the RNG is seeded."""
+        import torch
+
+        from dilmbench.finetune import make_optimizer
+
+        final, last = out / "final", out / "last"
+
+        def load(path):
+            return Generator.from_pretrained(str(path), ctx.task.num_labels, add_tokens=False,
+                                             loss_norm=self.config["loss_norm"], bos_prefix=self.config["bos_prefix"])
+
+        if checkpoint.load_progress(final):
+            return load(final), None, None, recipe.steps, {}
+        resuming = checkpoint.load_progress(last) is not None
+        gen = load(last) if resuming else fresh()
+        gen.model.to(ctx.device)
+        opt, sched = make_optimizer(gen.model, recipe)
+        torch.manual_seed(seed)  # dropout
+        start, resume = checkpoint.restore_trainer_state(last, opt, sched) if resuming else (0, {})
+        return gen, opt, sched, start, resume
+
+    # --- stage 1 -------------------------------------------------------------------------------------------
+    def train_lm(self, ctx: MethodContext, out: Path) -> Generator:
+        import torch
+        from tqdm.auto import tqdm
+
+        from dilmbench.finetune import FinetuneRecipe, endless_batches, micro_batches
+
+        from .generator import reference_padded_length
+
+        cfg = self._cfg(ctx.task)
+        recipe = FinetuneRecipe(steps=cfg["lm_steps"], lr=cfg["lm_lr"], weight_decay=cfg["lm_weight_decay"],
+                                warmup_ratio=cfg["lm_warmup_ratio"], max_grad_norm=1.0)
+        gen, opt, sched, start, _ = self._open_stage(out, ctx, lambda: self.new_generator(ctx), recipe, cfg["seed"])
+        if opt is None:
+            return gen
+        gen.model.train()
+        rows_lr = NewRowsLR(gen.model, gen.new_token_ids, cfg["lm_lr"], cfg["new_token_lr"])
+        texts, labels = ctx.data.texts("pool"), ctx.data.labels("pool")
+        batches = endless_batches(len(texts), min(cfg["lm_batch_size"], len(texts)), cfg["seed"])
+        for _ in range(start):  # replay the batch order so a resumed run sees the same data
+            next(batches)
+        bar = tqdm(range(start, cfg["lm_steps"]), desc="dilm stage 1 (LM)", disable=not ctx.progress,
+                   initial=start, total=cfg["lm_steps"])
+        micro = FinetuneRecipe(micro_batch_tokens=cfg["lm_micro_batch_tokens"]).micro_tokens(ctx.device)
+        for step in bar:
+            idx = next(batches)
+            seqs = [gen.encode_example(texts[i], int(labels[i]), cfg["max_length"]) for i in idx]
+            padded = reference_padded_length([len(x) for x in seqs])
+            opt.zero_grad(set_to_none=True)
+            loss = 0.0
+            # the batch loss is the mean of per-example losses; length-sorted micro-batches each add their share
+            # (sum / batch size, normalised by the whole batch's padded length), so the gradient is that of one
+            # padded batch without the padding's compute
+            for chunk in micro_batches([len(x) for x in seqs], micro):
+                with _autocast(ctx.device, cfg["bf16"]):
+                    part = gen.example_losses([seqs[i] for i in chunk], ctx.device, padded).sum() / len(seqs)
+                part.backward()
+                loss += float(part.detach())
+            torch.nn.utils.clip_grad_norm_(gen.model.parameters(), 1.0)
+            rows_lr.before_step()
+            opt.step()
+            rows_lr.after_step()
+            sched.step()
+            bar.set_postfix(loss=f"{loss:.3f}")
+            if (step + 1) % cfg["ckpt_every"] == 0 and step + 1 < cfg["lm_steps"]:
+                checkpoint.save_state(out / "last", gen.model, gen.tok, opt, sched, step + 1)
+        checkpoint.save_state(out / "final", gen.model, gen.tok, None, None, cfg["lm_steps"])
+        return gen
+
+    # --- stage 2 -------------------------------------------------------------------------------------------
+    def gradient_matching(self, ctx: MethodContext, gen: Generator, out: Path) -> Generator:
+        from .matching import GradientMatching
+
+        return GradientMatching(self, ctx, self._cfg(ctx.task)).run(gen, out)
+
+    # --- the method interface ------------------------------------------------------------------------------
+    def prepare(self, ctx: MethodContext) -> None:
+        lm_dir, gm_dir = self._stage_dirs(ctx)
+        t0 = time.perf_counter()
+        gen = self.train_lm(ctx, lm_dir)
+        if self.config["gm"]:
+            gen = self.gradient_matching(ctx, gen, gm_dir)
+        gen.model.to(ctx.device).eval()
+        self._gen = gen
+        self._gen_dir = (gm_dir if self.config["gm"] else lm_dir) / "final"
+        self._prepare_s = time.perf_counter() - t0
+
+    def make_set(self, ctx: MethodContext, dpc: int, seed: int, set_index: int) -> TextSet:
+        from transformers import AutoModel
+
+        from dilmbench.embed import encode
+        from dilmbench.models import load_pretrained, load_tokenizer
+
+        if self._gen is None:
+            self.prepare(ctx)
+        cfg = self._cfg(ctx.task)
+        n_fields = len(ctx.task.text_fields)
+        enc_tok = load_tokenizer(ctx.encoder)
+        encoder = load_pretrained(AutoModel, ctx.encoder).to(ctx.device)
+        texts, labels = [], []
+        for c in range(ctx.task.num_labels):
+            cand, _ = self._gen.sample(c, dpc * cfg["sample_factor"], n_fields, derive_seed(seed, "sample", c),
+                                       cfg["top_p"], cfg["top_k"], max_new_tokens(cfg, ctx.task),
+                                       cfg["gen_batch_size"], ctx.device)
+            if cfg["sample_factor"] > 1:
+                emb = encode(cand, encoder, enc_tok, pooling=ctx.pooling, device=ctx.device)
+                keep = k_centers(emb, dpc, seed=derive_seed(seed, "select", c), backend=cfg["select_backend"])
+            else:
+                keep = range(dpc)
+            texts.extend(cand[i] for i in keep)
+            labels.extend([c] * dpc)
+        return TextSet(task=ctx.task.name, text_fields=ctx.task.text_fields, texts=texts, labels=labels,
+                       provenance={"method": self.name, "config": cfg, "seed": seed, "dpc": dpc, "source": "generated",
+                                   "generator_checkpoint": str(self._gen_dir), "encoder": ctx.encoder,
+                                   "pooling": ctx.pooling})
+
+
+class DiLMVanillaMethod(DiLMMethod):
+    """DiLM's "Vanilla LM" ablation: the generator after LM training only (no gradient matching), same selection."""
+
+    use_gradient_matching = False
+
+
+def _autocast(device, bf16: bool):
+    """The core's autocast (bf16 on CUDA, none on CPU), unless the config turns bf16 off."""
+    from contextlib import nullcontext
+
+    from dilmbench.finetune import autocast_for
+
+    return autocast_for(device) if bf16 else nullcontext()
