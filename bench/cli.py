@@ -89,7 +89,9 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
 @click.option("--evaluator", help="Only this evaluator.")
 @click.option("--split", "split", type=click.Choice(["eval", "dev"]), default="eval", show_default=True,
               help="Scores on the evaluation split (runs/) or on the dev split (runs-dev/, from run --score-on dev).")
-def table(out, fmt, reference, task, evaluator, split):
+@click.option("--cards", is_flag=True, help="Also the text sets' cards per method x DPC: label agreement with an "
+              "independent judge, share memorised from train, mean words, distinct-2.")
+def table(out, fmt, reference, task, evaluator, split, cards):
     """Print mean ± std per method x DPC (percent; std with ddof 0), with gain over random."""
     from .tables import build_table, load_reference, load_results, render
 
@@ -104,6 +106,15 @@ def table(out, fmt, reference, task, evaluator, split):
         raise DilmbenchError("no results match the filters")
     ref = load_reference(reference) if reference else None
     click.echo(render(build_table(df, ref), fmt))
+    if cards:
+        from .tables import build_cards_table, load_cards
+
+        card_df, missing = load_cards(out, df)
+        click.echo("\nText-set cards (mean ± std over the sets; percent except words):")
+        click.echo(render(build_cards_table(card_df), fmt) if not card_df.empty else "no set in these cells has a card")
+        if missing:
+            click.echo(f"{len(missing)} set(s) have no card (made before cards, e.g. {missing[0]}): rerun the same "
+                       "`dilmbench run` command to add them")
 
 
 @main.command(name="ls")

@@ -22,7 +22,7 @@ def load_results(out: str | Path, split: str = "eval") -> pd.DataFrame:
             continue
         rows.append({"task": rec["task"], "method": rec["method"], "dpc": rec["dpc"], "evaluator": rec["evaluator"],
                      "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
-                     "score": rec["score"]})
+                     "score": rec["score"], "set_path": rec.get("textset", {}).get("path")})
     if not rows:
         raise DilmbenchError(f"no results under '{root}': run `dilmbench run` first (or pass --out)")
     return pd.DataFrame(rows)
@@ -105,3 +105,37 @@ def render(table: pd.DataFrame, fmt: str = "markdown") -> str:
 
 def results_json(df: pd.DataFrame) -> str:
     return json.dumps(summarize(df).to_dict(orient="records"), indent=1)
+
+
+CARD_COLUMNS = {"label_agreement": "judge agrees %", "memorised": "memorised %", "mean_words": "words",
+                "distinct_2": "distinct-2 %"}
+
+
+def load_cards(out: str | Path, results: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The cards of the sets that the given results were scored on -> (one row per set, sets without a card)."""
+    rows, missing = [], []
+    keys = results.dropna(subset=["set_path"]).drop_duplicates(["task", "method", "dpc", "set_path"])
+    for _, r in keys.iterrows():
+        path = Path(out) / r["set_path"]
+        meta = path.with_name(path.name[: -len(".jsonl")] + ".meta.json")
+        try:
+            card = json.loads(meta.read_text()).get("card")
+        except (OSError, ValueError):
+            card = None
+        if card is None:
+            missing.append(str(path))
+            continue
+        rows.append({"task": r["task"], "method": r["method"], "dpc": r["dpc"], **{k: card[k] for k in CARD_COLUMNS}})
+    return pd.DataFrame(rows), missing
+
+
+def build_cards_table(cards: pd.DataFrame) -> pd.DataFrame:
+    """Rows: task / method / DPC; columns: each card field as mean ± std over the cell's sets."""
+    out = []
+    for (task, method, dpc), g in cards.groupby(["task", "method", "dpc"]):
+        row = {"task": task, "method": method, "dpc": dpc, "sets": len(g)}
+        for k, name in CARD_COLUMNS.items():
+            scale = 1 if k == "mean_words" else 100
+            row[name] = f"{scale * g[k].mean():.1f} ± {scale * g[k].std(ddof=0):.1f}"
+        out.append(row)
+    return pd.DataFrame(out).set_index("task")

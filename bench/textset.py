@@ -107,12 +107,13 @@ def meta_path(path: Path) -> Path:
     return path.with_name(path.name[: -len(".jsonl")] + ".meta.json" if path.name.endswith(".jsonl") else path.name + ".meta.json")
 
 
-def save_textset(ts: TextSet, path: Path) -> str:
+def save_textset(ts: TextSet, path: Path, card: dict | None = None) -> str:
+    """The set as JSONL and its sidecar (provenance, content hash and, when given, its card: dilmbench.cards)."""
     path = Path(path)
     body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ts.rows())
     digest = ts.content_hash()
     meta = {"task": ts.task, "text_fields": list(ts.text_fields), "size": len(ts), "content_hash": digest,
-            "provenance": ts.provenance}
+            "provenance": ts.provenance, **({"card": card} if card is not None else {})}
     atomic_write_text(path, body)
     atomic_write_text(meta_path(path), json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return digest

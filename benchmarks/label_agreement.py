@@ -1,5 +1,5 @@
-"""How often a text set's labels agree with an independent judge: a TF-IDF + logistic-regression sentiment classifier
-trained on the quick preset's SST-2 pool (train minus the dev split) and checked on the dev split. Real texts keep
+"""How often a text set's labels agree with an independent judge (the set cards' judge, dilmbench.cards): a TF-IDF +
+logistic-regression sentiment classifier trained on the quick preset's SST-2 pool (train minus the dev split) and checked on the dev split. Real texts keep
 their gold labels, so a real set's agreement is about the judge's accuracy; a generated set's agreement below that
 says how many of its texts do not read as their label's class. Also printed: the mean number of words per text (what
 a learner run costs grows with it). Nothing here touches the evaluation split.
@@ -10,10 +10,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
 
+from dilmbench.cards import judge_for
 from dilmbench.config import build_config
 from dilmbench.tasks import TASKS, load_task_data
 from dilmbench.textset import load_textset
@@ -23,9 +21,7 @@ cfg = build_config("quick")
 task = TASKS["sst2"]
 data = load_task_data(task, cfg["data_source"], cfg["dev_size"], cfg["dev_seed"])
 first = lambda texts: [t[0] if isinstance(t, (tuple, list)) else t for t in texts]
-judge = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), LogisticRegression(C=10, max_iter=2000))
-judge.fit(first(data.texts("pool")), data.labels("pool"))
-dev_acc = (judge.predict(first(data.texts("dev"))) == data.labels("dev")).mean()
+judge, dev_acc = judge_for(data)  # the card's judge (dilmbench.cards)
 print(f"judge: TF-IDF (1-2 grams) + logistic regression on {len(data.labels('pool'))} pool texts; "
       f"accuracy on the {len(data.labels('dev'))} dev texts {100 * dev_acc:.1f}%")
 print("agreement of each set's labels with the judge, mean ± std over sets (n sets, mean words per text), per DPC")
