@@ -319,3 +319,19 @@ def test_new_rows_get_their_own_adamw_learning_rate(tiny_gpt):
     torch.testing.assert_close(moved[1][others], moved[0][others])  # the rest moves at the base rate
     torch.testing.assert_close(moved[1][rows], 10 * moved[0][rows])  # these rows at 10x (AdamW is linear in lr)
     assert moved[0][rows].abs().sum() > 0
+
+
+def test_paper_preset_matches_the_reference_settings():
+    from dilmbench.methods.dilm import PAPER
+    from dilmbench.methods.dilm.method import max_new_tokens
+    from dilmbench.methods.dilm.reference import DEVIATIONS, REFERENCE
+
+    differ = {k: (PAPER[k], ref) for k, (ref, _) in REFERENCE.items() if PAPER[k] != ref}
+    assert not differ, f"paper preset differs from the reference: {differ}"
+    suite_only = {"gm", "ckpt_every", "lm_micro_batch_tokens", "select_backend"}
+    assert set(PAPER) == set(REFERENCE) | set(DEVIATIONS) | suite_only
+    # generation length per task: the reference's total length less the class token
+    assert [max_new_tokens(PAPER, TASKS[t]) for t in ("sst2", "qqp", "mnli")] == [67, 312, 420]
+    # pair tasks get the reference's pair real batches (100 per class, 2 accumulated)
+    cfg = METHODS.get("dilm")()._cfg(TASKS["mnli"])
+    assert (cfg["real_batch"], cfg["real_accum"]) == (100, 2)
