@@ -53,6 +53,17 @@ class MethodContext:
         return self._emb[key]
 
 
+def code_identity(cls) -> dict:
+    """What of a plugin's code joins its results' identity: its declared ``version`` (bump it when a change alters
+    results) and, for a class loaded from a ``--plugin`` file, the file's sha256 (any edit redoes its runs)."""
+    out = {}
+    if getattr(cls, "version", None) is not None:
+        out["version"] = cls.version
+    if getattr(cls, "source_sha256", None) is not None:
+        out["source_sha256"] = cls.source_sha256
+    return out
+
+
 class Method:
     """Base of every method. ``config`` holds the method's own settings (recorded in every result)."""
 
@@ -63,6 +74,7 @@ class Method:
     # the method's own values per preset (e.g. {"quick": {...}}), merged under the user's options by the runner: a
     # preset names the scale, the method knows what that scale means for it
     presets: ClassVar[dict] = {}
+    version: ClassVar[str | None] = None  # bump when a code change alters what the method returns
 
     def __init__(self, **config):
         unknown = set(config) - set(self.default_config)
@@ -93,7 +105,7 @@ class Method:
         return None
 
     def identity(self) -> dict:
-        return {"method": self.name, "config": self.config}
+        return {"method": self.name, "config": self.config, **code_identity(type(self))}
 
 
 def textset_from_pool(ctx: MethodContext, indices, method: str, config: dict, seed: int, dpc: int) -> TextSet:
@@ -157,6 +169,7 @@ class Evaluator:
 
     name: ClassVar[str] = ""
     default_config: ClassVar[dict] = {}
+    version: ClassVar[str | None] = None  # bump when a code change alters scores
 
     def __init__(self, **config):
         unknown = set(config) - set(self.default_config)
@@ -175,7 +188,7 @@ class Evaluator:
         raise NotImplementedError
 
     def identity(self) -> dict:
-        return {"evaluator": self.name, "config": self.config}
+        return {"evaluator": self.name, "config": self.config, **code_identity(type(self))}
 
     def close(self) -> None:
         """Release what evaluate() kept across runs (models, engines and their worker processes); the runner calls

@@ -8,6 +8,7 @@ package would declare its own, and are imported only when first looked up. A loc
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.util
 import sys
 from importlib.metadata import entry_points
@@ -104,6 +105,11 @@ def load_plugin(path: str | Path) -> list[str]:
         sys.modules.pop(mod_name, None)
         raise DilmbenchError(f"plugin '{path}' failed to import: {type(exc).__name__}: {exc}") from exc
     added = sorted((set(METHODS._classes) | set(EVALUATORS._classes)) - before)
+    source = hashlib.sha256(path.read_bytes()).hexdigest()
+    for registry in (METHODS, EVALUATORS):
+        for name in added:
+            if name in registry._classes:
+                registry._classes[name].source_sha256 = source  # joins the identity: edited code redoes its runs
     if not added:
         raise DilmbenchError(f"plugin '{path}' registered nothing: decorate a class with @register_method(\"name\") or @register_evaluator(\"name\")")
     _LOADED_PLUGINS[key] = added

@@ -183,6 +183,7 @@ class Runner:
             if len(getattr(data, split)) == 0:
                 raise DilmbenchError(f"cannot score on the {split} split of {task.name}: it is empty (dev_size is 0)")
             eval_ident = {k: v for k, v in self.evaluator.identity()["config"].items() if k != "learners"}
+            eval_code = {k: v for k, v in self.evaluator.identity().items() if k in ("version", "source_sha256")}
             for spec in self.specs:
                 fixed = self.methods[spec.label].fixed_sets(task)
                 if fixed is not None:
@@ -192,12 +193,16 @@ class Runner:
                 planned = []
                 for dpc, set_index, given in cells:
                     ident = self.set_identity(data, spec, dpc, set_index)
+                    if given is not None:  # a given set is what it holds: an edited file redoes its runs
+                        ident["content_hash"] = given.content_hash()
                     set_hash = stable_hash(ident)
                     runs = []
                     for learner in learners:
                         for init in range(cfg["inits"]):
                             run_ident = {"set": set_hash, "evaluator": self.evaluator.name, "evaluator_config": eval_ident,
                                          "learner": learner, "init": init}
+                            if eval_code:  # (built-ins without a version keep the identity they always had)
+                                run_ident["evaluator_code"] = eval_code
                             if split != "eval":  # (eval keeps the identity it always had)
                                 run_ident["score_split"] = split
                             path = self.run_path(task.name, spec.label, learner, dpc, set_index, init)

@@ -287,3 +287,45 @@ def test_ls_lists_everything():
     assert res.exit_code == 0
     for name in ("sst2", "qqp", "mnli", "random", "kcenters", "kcenter_greedy", "herding", "finetune", "paper", "quick"):
         assert name in res.output
+
+
+def test_results_follow_the_content_of_given_sets_and_the_code_of_plugins(glue_dir, tiny_bert, tmp_path):
+    from dilmbench import registry
+
+    sets = tmp_path / "given"
+    sets.mkdir()
+    rows = '{"sentence": "good fun", "label": 1}\n{"sentence": "dull", "label": 0}\n'
+    (sets / "s0.jsonl").write_text(rows)
+    plugin = tmp_path / "plug.py"
+    code = ("from dilmbench.api import SelectionMethod\nfrom dilmbench.registry import register_method\n"
+            "@register_method('firstk_v')\nclass FirstK(SelectionMethod):\n    '''First k.'''\n"
+            "    def select(self, n, k, rng):\n        return list(range(k))\n")
+    plugin.write_text(code)
+    out = tmp_path / "out"
+
+    def run(*extra):
+        return CliRunner().invoke(main, ["run", "--preset", "quick", "--methods", f"file:{sets},firstk_v", "--plugin",
+                                         str(plugin), "--learners", tiny_bert, "--steps", "2", "--data-dir",
+                                         str(glue_dir), "--dev-size", "10", "--dpc", "1", "--sets", "1", "--out",
+                                         str(out), "--no-progress", *extra])
+
+    assert run().exit_code == 0
+    assert "0 runs, 2 skipped" in run().output  # unchanged: nothing to do
+    (sets / "s0.jsonl").write_text(rows.replace('"label": 1', '"label": 9').replace('"label": 0', '"label": 1')
+                                   .replace('"label": 9', '"label": 0'))  # every label flipped
+    res = run()
+    assert res.exit_code != 0 and "made under another configuration" in res.output and "file-given" in res.output
+    res = run("--overwrite", "changed")
+    assert res.exit_code == 0 and "1 runs, 1 skipped" in res.output
+    rec = json.loads(next((out / "runs" / "sst2" / "file-given").rglob("*.json")).read_text())
+    assert rec["config"]["set_identity"]["content_hash"] == rec["textset"]["content_hash"]
+    # the plugin's code is edited (as in a new process: the registry forgets the old class)
+    plugin.write_text(code.replace("list(range(k))", "list(range(1, k + 1))"))
+    registry._LOADED_PLUGINS.clear()
+    registry.METHODS._classes.pop("firstk_v")
+    res = run()
+    assert res.exit_code != 0 and "made under another configuration" in res.output and "firstk_v" in res.output
+    assert run("--overwrite", "changed").exit_code == 0
+    rec = json.loads(next((out / "runs" / "sst2" / "firstk_v").rglob("*.json")).read_text())
+    assert rec["config"]["set_identity"]["method"]["source_sha256"] == __import__("hashlib").sha256(
+        plugin.read_bytes()).hexdigest()
