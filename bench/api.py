@@ -184,6 +184,11 @@ class Evaluator:
     def learners(self) -> list[str]:
         raise NotImplementedError
 
+    def required_models(self) -> list[str]:
+        """Hugging Face model ids checked before anything runs (default: the learners). An evaluator whose learners
+        are not hub models (a TF-IDF classifier, an API) returns []."""
+        return list(self.learners())
+
     def evaluate(self, ctx: EvalContext, textset: TextSet, learner: str, seed: int) -> dict:
         raise NotImplementedError
 

@@ -7,10 +7,13 @@ import numpy as np
 def tokenize(tokenizer, texts: list[tuple[str, ...]], max_length: int) -> list[dict]:
     """Tokenize single texts or pairs (kept as pairs all the way to the tokenizer); no padding."""
     cols = list(zip(*texts)) if texts else [[]]
+    # segment ids wherever the model takes them (XLNet's tokenizer no longer returns them unless asked)
+    kw = {"truncation": True, "max_length": max_length,
+          "return_token_type_ids": "token_type_ids" in getattr(tokenizer, "model_input_names", ())}
     if len(cols) == 1:
-        enc = tokenizer(list(cols[0]), truncation=True, max_length=max_length)
+        enc = tokenizer(list(cols[0]), **kw)
     else:
-        enc = tokenizer(list(cols[0]), list(cols[1]), truncation=True, max_length=max_length)
+        enc = tokenizer(list(cols[0]), list(cols[1]), **kw)
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
     return [{k: enc[k][i] for k in keys} for i in range(len(texts))]
 

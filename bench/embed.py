@@ -17,9 +17,25 @@ from .tasks import texts_fingerprint
 POOLINGS = ("cls", "mean")
 
 
-def pool_hidden(hidden, attention_mask, pooling: str):
+def cls_positions(input_ids, attention_mask, cls_id: int | None):
+    """Where each row's classification token sits, by the model's own rule: the first occurrence of its CLS token
+    (position 0 for BERT and RoBERTa, the end of the text for XLNet, whose tokenizer pads on the left); without a CLS
+    token, the first real token."""
+    import torch
+
+    if cls_id is not None:
+        hit = input_ids == cls_id
+        if bool(hit.any(1).all()):
+            return hit.float().argmax(1)
+    return attention_mask.float().argmax(1)
+
+
+def pool_hidden(hidden, attention_mask, pooling: str, input_ids=None, cls_id: int | None = None):
     if pooling == "cls":
-        return hidden[:, 0]
+        if input_ids is None:
+            return hidden[:, 0]
+        pos = cls_positions(input_ids, attention_mask, cls_id)
+        return hidden[range(hidden.shape[0]), pos]
     if pooling == "mean":
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
@@ -46,7 +62,8 @@ def encode(texts: list[tuple[str, ...]], model, tokenizer, pooling: str = "cls",
         for idx, fb in tqdm(batches, total=n_batches, desc=desc, disable=not progress, leave=False):
             batch = collate(tokenizer, fb, device, pad_to=pad_to)
             hidden = model(**batch).last_hidden_state
-            out[idx] = pool_hidden(hidden, batch["attention_mask"], pooling).float().cpu().numpy()
+            out[idx] = pool_hidden(hidden, batch["attention_mask"], pooling, batch["input_ids"],
+                                   tokenizer.cls_token_id).float().cpu().numpy()
     return out
 
 

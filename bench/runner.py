@@ -141,7 +141,7 @@ class Runner:
         self.evaluator = EVALUATORS.get(cfg["evaluator"])(**evaluator_options(cfg))
         self.device = pick_device(cfg.get("device"))
         ensure_writable(self.out)
-        models = set(self.evaluator.learners())
+        models = set(self.evaluator.required_models())
         for m in self.methods.values():
             models.update(m.required_models(cfg["encoder"]))
         for model_id in sorted(models):

@@ -91,13 +91,17 @@ def test_selection_methods_on_a_pair_task(glue_dir, tiny_bert, tmp_path):
         ts.validate(TASKS["mnli"])
 
 
-def test_pool_embeddings_are_cached_on_disk(glue_dir, tiny_bert, tmp_path):
+def test_pool_embeddings_are_cached_on_disk(glue_dir, tiny_bert, tmp_path, monkeypatch):
     ctx = _ctx(glue_dir, tiny_bert, tmp=tmp_path)
     first = ctx.pool_embeddings()
     files = list((tmp_path / "embeddings").glob("*.npy"))
     assert len(files) == 1
-    ctx2 = _ctx(glue_dir, "no/such-model", tmp=tmp_path)
-    ctx2.encoder = tiny_bert  # same key -> read from disk, no model load
+    ctx2 = _ctx(glue_dir, tiny_bert, tmp=tmp_path)
+
+    def no_model(*a, **k):
+        raise AssertionError("the cached embeddings should have been read, not recomputed")
+
+    monkeypatch.setattr("dilmbench.models.load_pretrained", no_model)
     assert np.array_equal(ctx2.pool_embeddings(), first)
 
 
@@ -116,3 +120,32 @@ def test_dpc_larger_than_class_is_an_error(glue_dir, tiny_bert, tmp_path):
     ctx = _ctx(glue_dir, tiny_bert, tmp=tmp_path)
     with pytest.raises(DilmbenchError, match="DPC 500 is larger than class"):
         METHODS.get("random")().make_set(ctx, dpc=500, seed=0, set_index=0)
+
+
+def test_cls_pooling_follows_the_models_own_rule(tiny_bert):
+    """A left-padded tokenizer whose CLS token ends the text (XLNet's layout): CLS pooling reads the CLS position,
+    not position 0 (padding)."""
+    import torch
+
+    from dilmbench.embed import cls_positions, pool_hidden
+
+    ids = torch.tensor([[0, 0, 7, 8, 3], [5, 6, 7, 8, 3]])  # 3 = CLS at the end, 0 = left padding
+    mask = (ids != 0).long()
+    assert cls_positions(ids, mask, 3).tolist() == [4, 4]
+    hidden = torch.arange(2 * 5 * 2, dtype=torch.float).reshape(2, 5, 2)
+    assert torch.equal(pool_hidden(hidden, mask, "cls", ids, 3), hidden[:, 4])
+    bert_ids = torch.tensor([[2, 7, 8, 0], [2, 7, 0, 0]])  # BERT: [CLS] first, right padding
+    assert cls_positions(bert_ids, (bert_ids != 0).long(), 2).tolist() == [0, 0]
+    assert cls_positions(ids, mask, None).tolist() == [2, 0]  # no CLS token: the first real token
+
+
+def test_segment_ids_are_asked_for_where_the_model_takes_them(tiny_bert):
+    from transformers import AutoTokenizer
+
+    from dilmbench.batching import tokenize
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    feats = tokenize(tok, [("good fun", "dull")], 32)
+    assert feats[0]["token_type_ids"].count(1) == 2  # the second text's tokens and its [SEP]
+    tok.model_input_names = ["input_ids", "attention_mask"]  # a model without segments (RoBERTa's layout)
+    assert "token_type_ids" not in tokenize(tok, [("good fun", "dull")], 32)[0]

@@ -329,3 +329,42 @@ def test_results_follow_the_content_of_given_sets_and_the_code_of_plugins(glue_d
     rec = json.loads(next((out / "runs" / "sst2" / "firstk_v").rglob("*.json")).read_text())
     assert rec["config"]["set_identity"]["method"]["source_sha256"] == __import__("hashlib").sha256(
         plugin.read_bytes()).hexdigest()
+
+
+def test_an_evaluator_without_hub_models_runs_through_the_cli(glue_dir, tiny_bert, tmp_path):
+    plugin = tmp_path / "tfidf_eval.py"
+    plugin.write_text('''
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from dilmbench.api import Evaluator
+from dilmbench.registry import register_evaluator
+
+
+@register_evaluator("tfidf_lr")
+class TfidfLR(Evaluator):
+    """TF-IDF + logistic regression trained on the set (no hub model)."""
+    default_config = {"C": 1.0}
+
+    def learners(self):
+        return ["tfidf-lr"]
+
+    def required_models(self):
+        return []
+
+    def evaluate(self, ctx, textset, learner, seed):
+        clf = make_pipeline(TfidfVectorizer(), LogisticRegression(C=self.config["C"]))
+        clf.fit([" ".join(t) for t in textset.texts], textset.labels)
+        preds = clf.predict([" ".join(t) for t in ctx.data.texts(ctx.split)])
+        acc = float((preds == ctx.data.labels(ctx.split)).mean())
+        return {"score": acc, "accuracy": acc}
+''')
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["run", "--preset", "quick", "--methods", "random", "--evaluator", "tfidf_lr",
+                                    "--plugin", str(plugin), "--data-dir", str(glue_dir), "--dev-size", "10",
+                                    "--dpc", "3", "--sets", "2", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(p.read_text()) for p in (out / "runs" / "sst2" / "random" / "tfidf_lr").rglob("*.json")]
+    assert len(recs) == 2 and all(r["learner"] == "tfidf-lr" and 0.5 < r["score"] <= 1 for r in recs)
+    assert all(r["config"]["evaluator_code"]["source_sha256"] for r in recs)

@@ -156,6 +156,7 @@ class GradientMatching:
         import torch
 
         from dilmbench.batching import collate, tokenize
+        from dilmbench.embed import pool_hidden
         from dilmbench.finetune import load_classifier
 
         from .method import max_new_tokens
@@ -170,10 +171,14 @@ class GradientMatching:
                                      derive_seed(base, "sample", c), cfg["top_p"], cfg["top_k"],
                                      max_new_tokens(cfg, ctx.task), cfg["gen_batch_size"], ctx.device)
             feats = tokenize(self.learner_tok, texts, cfg["learner_max_length"])  # tokenized once per pool
+            cls = []
             with torch.no_grad():
-                cls = np.concatenate([
-                    probe.base_model(**collate(self.learner_tok, feats[i:i + 128], ctx.device))
-                    .last_hidden_state[:, 0].float().cpu().numpy() for i in range(0, len(feats), 128)])
+                for i in range(0, len(feats), 128):
+                    batch = collate(self.learner_tok, feats[i:i + 128], ctx.device)
+                    hidden = probe.base_model(**batch).last_hidden_state
+                    cls.append(pool_hidden(hidden, batch["attention_mask"], "cls", batch["input_ids"],
+                                           self.learner_tok.cls_token_id).float().cpu().numpy())
+            cls = np.concatenate(cls)
             k = min(cfg["n_clusters"], len(texts))
             assign, _ = kmeans_labels(cls, k, seed=int(rng.integers(2**31 - 1)),
                                       backend="faiss" if len(texts) > 5000 else "sklearn")
