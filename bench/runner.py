@@ -187,6 +187,9 @@ class Runner:
             for spec in self.specs:
                 fixed = self.methods[spec.label].fixed_sets(task)
                 if fixed is not None:
+                    describe = getattr(self.methods[spec.label], "describe_sets", None)
+                    if describe is not None:
+                        self.log(f"{spec.label}: {describe(fixed)}")
                     cells = [(max(ts.class_counts(task.num_labels)), i, ts) for i, ts in enumerate(fixed)]
                 else:
                     cells = [(dpc, i, None) for dpc in cfg["dpc"] for i in range(cfg["sets"])]

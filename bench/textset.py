@@ -135,6 +135,8 @@ def load_textset(path: Path, task: Task) -> TextSet:
                 raise DilmbenchError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
             if not isinstance(row, dict):
                 raise DilmbenchError(f"{path}:{lineno}: each line must be a JSON object")
+            if "label" not in row and "labels" in row:  # DiLM's released sets name the column "labels"
+                row["label"] = row.pop("labels")
             missing = [k for k in (*task.text_fields, "label") if k not in row]
             if missing:
                 raise DilmbenchError(f"{path}:{lineno}: missing field(s) {missing} for task {task.name}")

@@ -1,4 +1,10 @@
-"""file: text sets made elsewhere (a folder of JSONL sets, or one file), evaluated under the same protocol."""
+"""file: text sets made elsewhere, evaluated under the same protocol.
+
+Reads a folder of JSON Lines sets (``*.jsonl``; each line the task's text fields and ``label``), or one such file, or a
+folder as DiLM's authors release their distilled sets (``dataset_<i>.json``, JSON Lines with the task's fields and
+``labels``), as it is.
+"""
+import re
 from pathlib import Path
 
 from dilmbench.api import Method
@@ -6,8 +12,12 @@ from dilmbench.errors import DilmbenchError
 from dilmbench.textset import load_textset
 
 
+def _release_index(path: Path) -> int:
+    return int(re.fullmatch(r"dataset_(\d+)\.json", path.name).group(1))
+
+
 class FileSetsMethod(Method):
-    """Evaluate published or hand-made sets: `--methods file:path/to/sets/` (a folder of .jsonl files, or one file)."""
+    """Evaluate published or hand-made sets: `--methods file:path/to/sets/` (*.jsonl, or DiLM's dataset_<i>.json)."""
 
     default_config = {"path": None}
 
@@ -15,15 +25,25 @@ class FileSetsMethod(Method):
         path = Path(self.config["path"] or "")
         if path.is_dir():
             files = sorted(path.glob("*.jsonl"))
+            fmt = "JSON Lines sets (*.jsonl)"
             if not files:
-                raise DilmbenchError(f"folder '{path}' holds no .jsonl text sets")
+                files = sorted((p for p in path.glob("dataset_*.json") if re.fullmatch(r"dataset_\d+\.json", p.name)),
+                               key=_release_index)
+                fmt = "DiLM's released sets (dataset_<i>.json, key 'labels')"
+            if not files:
+                raise DilmbenchError(f"folder '{path}' holds no text sets (*.jsonl, or DiLM's dataset_<i>.json)")
         elif path.is_file():
-            files = [path]
+            files, fmt = [path], "one JSON Lines set"
         else:
             raise DilmbenchError(f"text set path '{path}' does not exist")
         sets = []
         for f in files:
             ts = load_textset(f, task)
-            ts.provenance = {**ts.provenance, "file": str(f), "content_hash": ts.content_hash()}
+            ts.provenance = {**ts.provenance, "file": str(f), "format": fmt, "content_hash": ts.content_hash()}
             sets.append(ts)
         return sets
+
+    def describe_sets(self, sets) -> str:
+        sizes = sorted({len(ts) for ts in sets})
+        return (f"read {len(sets)} set(s) from {self.config['path']} as {sets[0].provenance['format']}, "
+                f"{'/'.join(map(str, sizes))} examples each")

@@ -368,3 +368,23 @@ class TfidfLR(Evaluator):
     recs = [json.loads(p.read_text()) for p in (out / "runs" / "sst2" / "random" / "tfidf_lr").rglob("*.json")]
     assert len(recs) == 2 and all(r["learner"] == "tfidf-lr" and 0.5 < r["score"] <= 1 for r in recs)
     assert all(r["config"]["evaluator_code"]["source_sha256"] for r in recs)
+
+
+def test_dilms_released_sets_are_read_as_published(glue_dir, tiny_bert, tmp_path):
+    release = tmp_path / "mnli-dpc1"
+    release.mkdir()
+    rows = [{"premise": "the movie was good", "hypothesis": "the movie was good", "labels": 0},
+            {"premise": "a fun cast", "hypothesis": "the plot", "labels": 1},
+            {"premise": "it was fine", "hypothesis": "it was bad", "labels": 2}]
+    for i in (0, 1, 10):  # dataset_10 sorts after dataset_1, not before dataset_2
+        (release / f"dataset_{i}.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["run", "--preset", "quick", "--task", "mnli", "--methods", f"file:{release}",
+                                    "--learners", tiny_bert, "--steps", "2", "--data-dir", str(glue_dir),
+                                    "--dev-size", "10", "--out", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "read 3 set(s)" in res.output and "dataset_<i>.json" in res.output and "3 examples each" in res.output
+    recs = sorted((out / "runs" / "mnli" / "file-mnli-dpc1").rglob("*.json"))
+    assert len(recs) == 3 and json.loads(recs[0].read_text())["textset"]["class_counts"] == [1, 1, 1]
+    metas = sorted((out / "sets" / "mnli" / "file-mnli-dpc1").rglob("*.meta.json"))
+    assert json.loads(metas[2].read_text())["provenance"]["file"].endswith("dataset_10.json")
