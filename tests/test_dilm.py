@@ -88,6 +88,8 @@ def test_both_stages_end_to_end_give_valid_sets(task, glue_dir, tiny_gpt, tiny_b
     assert ts.class_counts(n) == [2] * n and all(len(t) == len(TASKS[task].text_fields) for t in ts.texts)
     assert all(all(s.strip() for s in t) for t in ts.texts)
     assert ts.provenance["source"] == "generated" and "gm-" in ts.provenance["generator_checkpoint"]
+    secs = ts.provenance["generator_stage_seconds"]  # each stage's wall time, kept with the trained generator
+    assert set(secs) == {"lm", "gm"} and secs["lm"] > 0 and secs["gm"] > 0
     lm_dir, gm_dir = m._stage_dirs(ctx)
     assert json.loads((lm_dir / "final" / "progress.json").read_text())["step"] == 40
     assert json.loads((gm_dir / "final" / "progress.json").read_text())["step"] == 4
@@ -97,6 +99,7 @@ def test_both_stages_end_to_end_give_valid_sets(task, glue_dir, tiny_gpt, tiny_b
     vanilla = METHODS.get("dilm_vanilla")(**tiny_config(tiny_gpt, tiny_bert, **lm))
     vs = vanilla.make_set(ctx, dpc=2, seed=3, set_index=0)
     assert "lm-" in vs.provenance["generator_checkpoint"] and vs.provenance["config"]["gm"] is False
+    assert vs.provenance["generator_stage_seconds"] == {"lm": secs["lm"]}  # the same cached stage 1
 
 
 def test_killed_stage_resumes_from_its_checkpoint(glue_dir, tiny_gpt, tiny_bert, tmp_path, monkeypatch):

@@ -242,6 +242,8 @@ class GradientMatching:
         from dilmbench import checkpoint
         from dilmbench.finetune import endless_batches, load_classifier, make_optimizer
 
+        from .method import stage_seconds
+
         cfg, ctx = self.cfg, self.ctx
         gen, opt, sched, start, resume = self.method._open_stage(out, ctx, lambda: gen, self.recipe, cfg["seed"] + 1)
         if opt is None:
@@ -269,6 +271,8 @@ class GradientMatching:
             bar.set_postfix(grad_sim=f"{np.mean(log[-cfg['inner_loops']:]):.3f}")
             if (outer + 1) % max(1, cfg["ckpt_every"] // cfg["inner_loops"]) == 0 and outer + 1 < cfg["outer_loops"]:
                 checkpoint.save_state(out / "last", gen.model, gen.tok, opt, sched, (outer + 1) * cfg["inner_loops"],
-                                      {"grad_sim": log[-50:]}, resume={"batches": batches, "grad_sim": log})
-        checkpoint.save_state(out / "final", gen.model, gen.tok, None, None, self.total, {"grad_sim": log[-50:]})
+                                      {"grad_sim": log[-50:], "seconds": stage_seconds(resume)},
+                                      resume={"batches": batches, "grad_sim": log})
+        checkpoint.save_state(out / "final", gen.model, gen.tok, None, None, self.total,
+                              {"grad_sim": log[-50:], "seconds": stage_seconds(resume)})
         return gen

@@ -104,6 +104,11 @@ def max_new_tokens(cfg: dict, task) -> int:
     return REFERENCE_GEN_LENGTH[task.name] - 1
 
 
+def stage_seconds(resume: dict) -> float:
+    """A training stage's wall seconds so far, across kills (see DiLMMethod._open_stage)."""
+    return resume["seconds_before"] + time.perf_counter() - resume["t0"]
+
+
 class NewRowsLR:
     """A learning rate of their own for some embedding rows under AdamW: the optimizer steps every row at the base
     rate, then these rows' step is scaled by rate / base rate. AdamW's step is linear in the learning rate for a given
@@ -194,12 +199,15 @@ class DiLMMethod(Method):
 
         if checkpoint.load_progress(final):
             return load(final), None, None, recipe.steps, {}
-        resuming = checkpoint.load_progress(last) is not None
+        progress = checkpoint.load_progress(last)
+        resuming = progress is not None
         gen = load(last) if resuming else fresh()
         gen.model.to(ctx.device)
         opt, sched = make_optimizer(gen.model, recipe)
         torch.manual_seed(seed)  # dropout
         start, resume = checkpoint.restore_trainer_state(last, opt, sched) if resuming else (0, {})
+        # wall seconds the stage already spent before a kill, so its recorded time is the whole stage's
+        resume = {**resume, "seconds_before": (progress or {}).get("seconds", 0.0), "t0": time.perf_counter()}
         return gen, opt, sched, start, resume
 
     # --- stage 1 -------------------------------------------------------------------------------------------
@@ -214,7 +222,8 @@ class DiLMMethod(Method):
         cfg = self._cfg(ctx.task)
         recipe = FinetuneRecipe(steps=cfg["lm_steps"], lr=cfg["lm_lr"], weight_decay=cfg["lm_weight_decay"],
                                 warmup_ratio=cfg["lm_warmup_ratio"], max_grad_norm=1.0)
-        gen, opt, sched, start, _ = self._open_stage(out, ctx, lambda: self.new_generator(ctx), recipe, cfg["seed"])
+        gen, opt, sched, start, resume = self._open_stage(out, ctx, lambda: self.new_generator(ctx), recipe,
+                                                          cfg["seed"])
         if opt is None:
             return gen
         gen.model.train()
@@ -247,8 +256,10 @@ class DiLMMethod(Method):
             sched.step()
             bar.set_postfix(loss=f"{loss:.3f}")
             if (step + 1) % cfg["ckpt_every"] == 0 and step + 1 < cfg["lm_steps"]:
-                checkpoint.save_state(out / "last", gen.model, gen.tok, opt, sched, step + 1)
-        checkpoint.save_state(out / "final", gen.model, gen.tok, None, None, cfg["lm_steps"])
+                checkpoint.save_state(out / "last", gen.model, gen.tok, opt, sched, step + 1,
+                                      {"seconds": stage_seconds(resume)})
+        checkpoint.save_state(out / "final", gen.model, gen.tok, None, None, cfg["lm_steps"],
+                              {"seconds": stage_seconds(resume)})
         return gen
 
     # --- stage 2 -------------------------------------------------------------------------------------------
@@ -268,6 +279,10 @@ class DiLMMethod(Method):
         self._gen = gen
         self._gen_dir = (gm_dir if self.config["gm"] else lm_dir) / "final"
         self._prepare_s = time.perf_counter() - t0
+        # each stage's own wall time, recorded when it was trained (None for generators trained before this)
+        self._stage_seconds = {"lm": (checkpoint.load_progress(lm_dir / "final") or {}).get("seconds")}
+        if self.config["gm"]:
+            self._stage_seconds["gm"] = (checkpoint.load_progress(gm_dir / "final") or {}).get("seconds")
 
     def make_set(self, ctx: MethodContext, dpc: int, seed: int, set_index: int) -> TextSet:
         from transformers import AutoModel
@@ -295,7 +310,8 @@ class DiLMMethod(Method):
             labels.extend([c] * dpc)
         return TextSet(task=ctx.task.name, text_fields=ctx.task.text_fields, texts=texts, labels=labels,
                        provenance={"method": self.name, "config": cfg, "seed": seed, "dpc": dpc, "source": "generated",
-                                   "generator_checkpoint": str(self._gen_dir), "encoder": ctx.encoder,
+                                   "generator_checkpoint": str(self._gen_dir),
+                                   "generator_stage_seconds": self._stage_seconds, "encoder": ctx.encoder,
                                    "pooling": ctx.pooling})
 
 
