@@ -129,7 +129,7 @@ def ls_cmd(what, plugins):
     for p in plugins:
         load_plugin(p)
     sections = {
-        "tasks": lambda: [(t.name, t.description) for t in TASKS.values()],
+        "tasks": lambda: [(n, TASKS[n].description) for n in TASKS.names()],
         "methods": lambda: [(n, METHODS.get(n).describe()) for n in METHODS.names()],
         "evaluators": lambda: [(n, EVALUATORS.get(n).describe()) for n in EVALUATORS.names()],
         "presets": lambda: [(n, p["description"]) for n, p in PRESETS.items()],

@@ -199,16 +199,3 @@ def predict_logits(model, features: list[dict], tokenizer, batch_size: int, devi
                 out = np.zeros((len(features), logits.shape[1]), dtype=np.float32)
             out[idx] = logits
     return out
-
-
-def score(metric: str, labels: np.ndarray, preds: np.ndarray) -> dict:
-    """The task's metrics; ``score`` is the headline number (QQP: mean of accuracy and F1, as the paper)."""
-    from sklearn.metrics import accuracy_score, f1_score
-
-    acc = float(accuracy_score(labels, preds))
-    if metric == "accuracy":
-        return {"accuracy": acc, "score": acc}
-    if metric == "acc_f1_mean":
-        f1 = float(f1_score(labels, preds))
-        return {"accuracy": acc, "f1": f1, "score": (acc + f1) / 2}
-    raise ValueError(f"unknown metric {metric}")

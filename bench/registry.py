@@ -92,7 +92,9 @@ def load_plugin(path: str | Path) -> list[str]:
     key = str(path.resolve())
     if key in _LOADED_PLUGINS:
         return _LOADED_PLUGINS[key]
-    before = set(METHODS._classes) | set(EVALUATORS._classes)
+    from .tasks import TASKS
+
+    before = set(METHODS._classes) | set(EVALUATORS._classes) | {f"task:{t}" for t in TASKS}
     mod_name = f"dilmbench_plugin_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(mod_name, path)
     module = importlib.util.module_from_spec(spec)
@@ -104,13 +106,14 @@ def load_plugin(path: str | Path) -> list[str]:
     except Exception as exc:
         sys.modules.pop(mod_name, None)
         raise DilmbenchError(f"plugin '{path}' failed to import: {type(exc).__name__}: {exc}") from exc
-    added = sorted((set(METHODS._classes) | set(EVALUATORS._classes)) - before)
+    added = sorted((set(METHODS._classes) | set(EVALUATORS._classes) | {f"task:{t}" for t in TASKS}) - before)
     source = hashlib.sha256(path.read_bytes()).hexdigest()
     for registry in (METHODS, EVALUATORS):
         for name in added:
             if name in registry._classes:
                 registry._classes[name].source_sha256 = source  # joins the identity: edited code redoes its runs
     if not added:
-        raise DilmbenchError(f"plugin '{path}' registered nothing: decorate a class with @register_method(\"name\") or @register_evaluator(\"name\")")
+        raise DilmbenchError(f"plugin '{path}' registered nothing: decorate a class with @register_method(\"name\") or "
+                             f"@register_evaluator(\"name\"), or call register_task(Task(...))")
     _LOADED_PLUGINS[key] = added
     return added

@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +23,43 @@ GLUE_REVISION = "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c"
 EMBEDDED_DIR = Path(__file__).parent / "data" / "glue"
 
 
+def accuracy(labels, preds) -> dict:
+    from sklearn.metrics import accuracy_score
+
+    acc = float(accuracy_score(labels, preds))
+    return {"accuracy": acc, "score": acc}
+
+
+def acc_f1_mean(labels, preds) -> dict:
+    """QQP's headline number in the paper: the mean of accuracy and F1 (positive class 1)."""
+    from sklearn.metrics import f1_score
+
+    out = accuracy(labels, preds)
+    out["f1"] = float(f1_score(labels, preds))
+    out["score"] = (out["accuracy"] + out["f1"]) / 2
+    return out
+
+
+METRICS = {"accuracy": accuracy, "acc_f1_mean": acc_f1_mean}
+
+
 @dataclass(frozen=True)
 class Task:
+    """A task's metadata. A plugin task is one of these, registered with :func:`register_task` (or through the
+    entry-point group ``dilmbench.tasks``); its data is read like GLUE's, from the hub or a local folder in the hub's
+    parquet layout (``<data dir>/<hub_config>/<split>-*.parquet``, columns: the text fields and ``label``)."""
+
     name: str
     description: str
     hub_id: str
     hub_config: str
-    revision: str
+    revision: str | None
     text_fields: tuple[str, ...]
     label_names: tuple[str, ...]
     train_split: str
     eval_split: str
-    metric: str  # "accuracy" or "acc_f1_mean"
+    # the name of one of METRICS, or a callable (labels, preds) -> {"score": headline, other metrics...}
+    metric: str | Callable = "accuracy"
 
     @property
     def num_labels(self) -> int:
@@ -43,8 +69,59 @@ class Task:
     def is_pair(self) -> bool:
         return len(self.text_fields) == 2
 
+    def score(self, labels, preds) -> dict:
+        """The task's metrics on predictions; ``score`` is the headline number."""
+        fn = self.metric if callable(self.metric) else METRICS.get(self.metric)
+        if fn is None:
+            raise DilmbenchError(f"task '{self.name}' names unknown metric '{self.metric}'; known: {', '.join(METRICS)}")
+        out = fn(np.asarray(labels), np.asarray(preds))
+        if "score" not in out:
+            raise DilmbenchError(f"task '{self.name}''s metric returned no 'score'")
+        return out
 
-TASKS: dict[str, Task] = {
+
+TASK_GROUP = "dilmbench.tasks"
+
+
+class TaskRegistry(dict):
+    """name -> Task: the built-ins, tasks registered by plugin files, and entry points of the group
+    ``dilmbench.tasks`` (each naming a Task object), loaded when first asked for."""
+
+    def _eps(self) -> dict:
+        from importlib.metadata import entry_points
+
+        return {ep.name: ep for ep in entry_points(group=TASK_GROUP)}
+
+    def __missing__(self, name: str) -> Task:
+        ep = self._eps().get(name)
+        if ep is None:
+            raise KeyError(name)
+        try:
+            task = ep.load()
+        except Exception as exc:
+            raise DilmbenchError(f"task '{name}' (entry point {ep.value}) failed to import: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(task, Task):
+            raise DilmbenchError(f"entry point '{name}' of {TASK_GROUP} is a {type(task).__name__}, not a dilmbench Task")
+        self[name] = task
+        return task
+
+    def __contains__(self, name) -> bool:
+        return dict.__contains__(self, name) or name in self._eps()
+
+    def names(self) -> list[str]:
+        return sorted(set(self.keys()) | set(self._eps()))
+
+    def register(self, task: Task) -> Task:
+        if not isinstance(task, Task):
+            raise DilmbenchError(f"register_task takes a dilmbench.tasks.Task, got {type(task).__name__}")
+        known = dict.get(self, task.name)
+        if known is not None and known != task:
+            raise DilmbenchError(f"task '{task.name}' is registered twice with different metadata")
+        self[task.name] = task
+        return task
+
+
+TASKS: TaskRegistry = TaskRegistry({
     "sst2": Task(
         name="sst2", description="GLUE SST-2: binary sentiment of movie-review phrases",
         hub_id="nyu-mll/glue", hub_config="sst2", revision=GLUE_REVISION,
@@ -60,14 +137,19 @@ TASKS: dict[str, Task] = {
         hub_id="nyu-mll/glue", hub_config="mnli", revision=GLUE_REVISION,
         text_fields=("premise", "hypothesis"), label_names=("entailment", "neutral", "contradiction"),
         train_split="train", eval_split="validation_matched", metric="accuracy"),
-}
+})
+
+
+def register_task(task: Task) -> Task:
+    """Make a task known (from a ``--plugin`` file: ``register_task(Task(...))``)."""
+    return TASKS.register(task)
 
 
 def get_task(name: str) -> Task:
     from .registry import suggest  # local import: registry imports nothing from here at module level
 
     if name not in TASKS:
-        raise DilmbenchError(f"unknown task '{name}'{suggest(name, TASKS)}; known tasks: {', '.join(TASKS)}")
+        raise DilmbenchError(f"unknown task '{name}'{suggest(name, TASKS.names())}; known tasks: {', '.join(TASKS.names())}")
     return TASKS[name]
 
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from dilmbench.api import EvalContext, Evaluator
 from dilmbench.batching import tokenize
-from dilmbench.finetune import FinetuneRecipe, load_classifier, predict_logits, score, train_classifier
+from dilmbench.finetune import FinetuneRecipe, load_classifier, predict_logits, train_classifier
 from dilmbench.models import load_tokenizer
 
 
@@ -46,7 +46,7 @@ class FinetuneEvaluator(Evaluator):
         logits = predict_logits(model, self._eval_features(ctx, learner), tok, self.recipe.eval_batch_size, ctx.device)
         preds = logits.argmax(1)
         t3 = time.perf_counter()
-        metrics = score(ctx.task.metric, ctx.data.labels(ctx.split), preds)
+        metrics = ctx.task.score(ctx.data.labels(ctx.split), preds)
         return {**metrics,
                 "train_loss_first": losses[0], "train_loss_last": float(np.mean(losses[-10:])),
                 "batch_size": self.recipe.batch_size(len(textset)),

@@ -19,7 +19,6 @@ import numpy as np
 
 from dilmbench.api import EvalContext, Evaluator
 from dilmbench.errors import DilmbenchError
-from dilmbench.finetune import score
 
 SCORING_RULE = "sum of log-probs of all tokens of ' ' + label word"
 
@@ -276,7 +275,7 @@ class ICLEvaluator(Evaluator):
         elapsed = time.perf_counter() - t0
         preds = scores.argmax(1)
         dtype = str(self._dtype(ctx.device)).replace("torch.", "") if self.config["dtype"] == "auto" else self.config["dtype"]
-        return {**score(task.metric, labels, preds), "backend": self.backend, "dtype": dtype,
+        return {**task.score(labels, preds), "backend": self.backend, "dtype": dtype,
                 "scoring_rule": SCORING_RULE, "label_words": words, "demo_order": order, "order_seed": seed,
                 "prompt_sha256": hashlib.sha256(prefix.encode()).hexdigest()[:16], "eval_examples": len(queries),
                 "queries_per_s": len(queries) / elapsed if elapsed else None,

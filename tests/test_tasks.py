@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from dilmbench.errors import DilmbenchError
-from dilmbench.finetune import score
 from dilmbench.tasks import GLUE_REVISION, TASKS, carve_dev, get_task, load_split, load_task_data
 
 
@@ -62,7 +61,55 @@ def test_env_var_names_the_data_dir(glue_dir, monkeypatch):
 def test_qqp_score_is_mean_of_accuracy_and_f1():
     y = np.array([1, 1, 0, 0])
     p = np.array([1, 0, 0, 0])
-    m = score("acc_f1_mean", y, p)
+    m = TASKS["qqp"].score(y, p)
     assert m["accuracy"] == 0.75 and abs(m["f1"] - 2 / 3) < 1e-9
     assert abs(m["score"] - (0.75 + 2 / 3) / 2) < 1e-9
-    assert score("accuracy", y, p)["score"] == 0.75
+    assert TASKS["sst2"].score(y, p)["score"] == 0.75
+
+
+def test_a_new_task_in_one_plugin_file_runs_through_the_cli(tmp_path, tiny_bert):
+    """An AG-News-like four-class task from a local parquet folder, with its own metric, added in one file."""
+    import json
+    import random as pyrandom
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from dilmbench.cli import main
+
+    words = {0: "vote senate law minister", 1: "goal match team season", 2: "market shares profit bank",
+             3: "chip software robot data"}
+    rng = pyrandom.Random(0)
+    root = tmp_path / "data" / "ag_tiny"
+    root.mkdir(parents=True)
+    for split, n in (("train", 80), ("test", 40)):
+        rows = [{"text": " ".join(rng.choice(words[i % 4].split()) for _ in range(4)), "label": i % 4}
+                for i in range(n)]
+        pd.DataFrame(rows).to_parquet(root / f"{split}-00000-of-00001.parquet")
+    plugin = tmp_path / "ag_task.py"
+    plugin.write_text('''
+from dilmbench.tasks import Task, register_task
+
+
+def macro_f1(labels, preds):
+    from sklearn.metrics import f1_score
+    f1 = float(f1_score(labels, preds, average="macro"))
+    return {"macro_f1": f1, "score": f1}
+
+
+register_task(Task(name="ag_tiny", description="a tiny AG News-like topic task", hub_id="local/ag_tiny",
+                   hub_config="ag_tiny", revision=None, text_fields=("text",),
+                   label_names=("world", "sports", "business", "tech"), train_split="train", eval_split="test",
+                   metric=macro_f1))
+''')
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["run", "--preset", "quick", "--plugin", str(plugin), "--task", "ag_tiny",
+                                    "--methods", "random", "--learners", tiny_bert, "--steps", "2", "--data-dir",
+                                    str(tmp_path / "data"), "--dev-size", "8", "--dpc", "2", "--out", str(out),
+                                    "--no-progress"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(next((out / "runs" / "ag_tiny").rglob("*.json")).read_text())
+    assert rec["textset"]["class_counts"] == [2, 2, 2, 2] and "macro_f1" in rec["metrics"]
+    assert rec["scored_on"]["name"] == "test" and rec["scored_on"]["size"] == 40
+    res = CliRunner().invoke(main, ["ls", "tasks", "--plugin", str(plugin)])
+    assert "ag_tiny" in res.output and "AG News-like" in res.output
