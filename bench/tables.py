@@ -32,15 +32,13 @@ REFERENCE_COLUMNS = ["task", "learner", "method", "dpc", "mean", "std"]
 
 
 def load_reference(name: str) -> pd.DataFrame:
-    """'paper' (the stored DiLM Table 1 file) or the path of a CSV with the same columns (percent)."""
+    """'paper' (DiLM's Tables 1-3, shipped with the package) or the path of a CSV with the same columns (percent;
+    ``evaluator`` optional, default finetune)."""
     from importlib.resources import files
 
     if name == "paper":
-        source = files("dilmbench.reference") / "dilm_paper_table1.csv"
+        source = files("dilmbench.reference") / "dilm_paper_tables.csv"
         df = pd.read_csv(source.open(), comment="#")
-        if df.empty:
-            raise DilmbenchError(f"the stored paper reference ({source}) has no rows yet: fill it from the paper's Table 1, "
-                                 "or pass --reference PATH.csv")
     else:
         if not Path(name).is_file():
             raise DilmbenchError(f"reference '{name}' is neither 'paper' nor a CSV file")
@@ -48,6 +46,8 @@ def load_reference(name: str) -> pd.DataFrame:
     missing = [c for c in REFERENCE_COLUMNS if c not in df.columns]
     if missing:
         raise DilmbenchError(f"reference table lacks column(s) {missing}; needs {REFERENCE_COLUMNS}")
+    if "evaluator" not in df.columns:
+        df["evaluator"] = "finetune"
     return df
 
 
@@ -67,6 +67,8 @@ def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baselin
     if s["evaluator"].nunique() > 1:  # the same model may be fine-tuned and prompted: keep the columns apart
         learner = s["evaluator"] + ":" + learner
     s["column"] = s["task"] + " / " + learner + " / DPC " + s["dpc"].astype(str)
+    keys = {c: (t, e, _short(str(l)), int(d)) for c, t, e, l, d in
+            zip(s["column"], s["task"], s["evaluator"], s["learner"], s["dpc"])}
     s["cell"] = [f"{100 * m:.1f} ± {100 * sd:.1f} (n={n})" for m, sd, n in zip(s["mean"], s["std"], s["n"])]
     order = s.sort_values(["task", "evaluator", "learner", "dpc"])["column"].drop_duplicates().tolist()
     table = s.pivot_table(index="method", columns="column", values="cell", aggfunc="first")
@@ -80,15 +82,16 @@ def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baselin
             gain = (means.loc[m] - means.loc[baseline]) * 100
             table.loc[f"{m} − {baseline}"] = [f"{gain[c]:+.1f}" if c in gain and pd.notna(gain[c]) else "–" for c in order]
     if reference is not None:
-        ref = reference.copy()
-        for _, r in ref.iterrows():
+        # the paper's cell where task, evaluator, learner, method row and DPC all match ours; nothing elsewhere
+        for _, r in reference.iterrows():
+            # (a row without DPC, such as the paper's full-data learner, belongs to every DPC of its learner)
             row = f"paper: {r['method']}"
+            key = (r["task"], r["evaluator"], _short(str(r["learner"])))
             for c in order:
-                task, learner, dpc = c.split(" / ")
-                if task == r["task"] and learner.split(":")[-1] == _short(str(r["learner"])) and dpc == f"DPC {int(r['dpc'])}":
+                if keys[c][:3] == key and (pd.isna(r["dpc"]) or keys[c][3] == int(r["dpc"])):
                     if row not in table.index:
                         table.loc[row] = ["–"] * len(order)
-                    table.loc[row, c] = f"{r['mean']:.1f} ± {r['std']:.1f}"
+                    table.loc[row, c] = f"{r['mean']:.1f}" + ("" if pd.isna(r["std"]) else f" ± {r['std']:.1f}")
     table.index.name = "method"
     return table
 

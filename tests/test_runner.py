@@ -177,8 +177,29 @@ def test_reference_numbers_join_the_table(tmp_path):
     bad.write_text("task,method\nsst2,x\n")
     with pytest.raises(DilmbenchError, match="lacks column"):
         load_reference(str(bad))
-    with pytest.raises(DilmbenchError, match="no rows yet|neither"):
-        load_reference("paper")
+    with pytest.raises(DilmbenchError, match="neither"):
+        load_reference("no-such.csv")
+
+
+def test_paper_reference_shows_where_everything_matches(tmp_path):
+    import pandas as pd
+
+    from dilmbench.tables import build_table, load_reference
+
+    paper = load_reference("paper")
+    assert {"sst2", "qqp", "mnli"} <= set(paper["task"]) and {"finetune", "icl"} <= set(paper["evaluator"])
+    df = pd.DataFrame({"task": "sst2", "evaluator": ["finetune", "finetune", "finetune", "icl"],
+                       "learner": ["bert-base-uncased", "bert-base-uncased", "sentence-transformers/all-MiniLM-L6-v2",
+                                   "bert-base-uncased"],
+                       "method": "random", "dpc": [5, 20, 5, 5], "set": 0, "init": 0, "score": [0.6, 0.7, 0.5, 0.5]})
+    t = build_table(df, paper)
+    bert5, bert20 = "sst2 / finetune:bert-base-uncased / DPC 5", "sst2 / finetune:bert-base-uncased / DPC 20"
+    assert t.loc["paper: random", bert5] == "58.1 ± 5.2" and t.loc["paper: random", bert20] == "70.3 ± 6.8"
+    assert t.loc["paper: dilm", bert5] == "72.5 ± 5.9"
+    assert t.loc["paper: full_data", bert5] == t.loc["paper: full_data", bert20] == "92.7"  # no DPC: every column
+    # MiniLM has no paper column, and an ICL column of a model the paper did not prompt gets nothing
+    assert t.loc["paper: random", "sst2 / finetune:all-MiniLM-L6-v2 / DPC 5"] == "–"
+    assert t.loc["paper: random", "sst2 / icl:bert-base-uncased / DPC 5"] == "–"
 
 
 def test_file_method_and_plugin(glue_dir, tiny_bert, tmp_path):
