@@ -88,7 +88,7 @@ def set_evaluator_options(cfg: dict, **opts) -> dict:
     if opts:
         block = cfg.setdefault("evaluator_options", {})
         block[cfg["evaluator"]] = {**block.get(cfg["evaluator"], {}), **opts}
-    return cfg
+    return validate_config(cfg)
 
 
 def _int_list(value, what: str) -> list[int]:
@@ -110,8 +110,20 @@ def validate_config(cfg: dict) -> dict:
     for key in ("tasks", "methods"):
         if isinstance(cfg[key], str):
             cfg[key] = [s for s in cfg[key].split(",") if s]
+        if not isinstance(cfg[key], list) or not all(isinstance(v, str) for v in cfg[key]):
+            raise DilmbenchError(f"{key} must be a list of names or a comma-separated string, got {cfg[key]!r}")
         if not cfg[key]:
             raise DilmbenchError(f"no {key} given")
+        dupes = sorted({v for v in cfg[key] if cfg[key].count(v) > 1})
+        if dupes:
+            raise DilmbenchError(f"{key} name(s) {dupes} given more than once")
+    for key in ("evaluator_options", "method_options"):
+        if not isinstance(cfg.get(key, {}), dict) or not all(isinstance(v, dict) for v in cfg.get(key, {}).values()):
+            raise DilmbenchError(f"{key} must map a name to its options, e.g. {{finetune: {{steps: 200}}}}; "
+                                 f"got {cfg.get(key)!r}")
+    steps = cfg.get("evaluator_options", {}).get(cfg.get("evaluator"), {}).get("steps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise DilmbenchError(f"steps must be a positive whole number, got {steps!r}")
     if cfg["pooling"] not in ("cls", "mean"):
         raise DilmbenchError(f"pooling must be 'cls' or 'mean', got '{cfg['pooling']}'")
     if cfg.get("score_split", "eval") not in ("eval", "dev"):

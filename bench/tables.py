@@ -103,7 +103,23 @@ def render(table: pd.DataFrame, fmt: str = "markdown") -> str:
         return table.to_csv()
     from tabulate import tabulate
 
+    if fmt == "latex":  # tabulate escapes cells: write placeholders, then LaTeX's own plus-minus and minus
+        marks = {"±": ("PLUSMINUSMARK", r"$\pm$"), "−": ("MINUSMARK", "$-$"), "–": ("NOVALUEMARK", "--")}
+        t = table.reset_index()
+        t.columns = [_marked(c, marks) for c in t.columns]
+        t = t.map(lambda v: _marked(v, marks) if isinstance(v, str) else v)
+        out = tabulate(t, headers="keys", tablefmt=FORMATS[fmt], showindex=False)
+        for mark, latex in marks.values():
+            out = out.replace(mark, latex)
+        return out
     return tabulate(table.reset_index(), headers="keys", tablefmt=FORMATS[fmt], showindex=False)
+
+
+def _marked(text, marks) -> str:
+    text = str(text)
+    for char, (mark, _) in marks.items():
+        text = text.replace(char, mark)
+    return text
 
 
 def results_json(df: pd.DataFrame) -> str:

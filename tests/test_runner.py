@@ -409,3 +409,37 @@ def test_dilms_released_sets_are_read_as_published(glue_dir, tiny_bert, tmp_path
     assert len(recs) == 3 and json.loads(recs[0].read_text())["textset"]["class_counts"] == [1, 1, 1]
     metas = sorted((out / "sets" / "mnli" / "file-mnli-dpc1").rglob("*.meta.json"))
     assert json.loads(metas[2].read_text())["provenance"]["file"].endswith("dataset_10.json")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "steps must be a positive whole number"),
+    (["--steps", "-1"], "steps must be a positive whole number"),
+    (["--methods", "random,random"], "given more than once"),
+])
+def test_bad_counts_and_repeated_methods_are_refused_before_anything_is_written(args, message, tmp_path, glue_dir,
+                                                                                tiny_bert):
+    res, out = _bad(args if "--methods" in args else ["--methods", "random", *args], tmp_path, glue_dir, tiny_bert)
+    assert res.exit_code != 0 and message in res.output and not list(out.rglob("*.json*"))
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("methods: 5\n", "methods must be a list of names"),
+    ("tasks: 7\n", "tasks must be a list of names"),
+    ("evaluator_options: 7\n", "evaluator_options must map a name"),
+])
+def test_wrongly_typed_yaml_values_get_one_line(yaml_text, message, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text)
+    res = CliRunner().invoke(main, ["run", "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and message in res.output and "Traceback" not in res.output
+
+
+def test_latex_table_writes_latex_plus_minus_and_minus():
+    import pandas as pd
+
+    from dilmbench.tables import build_table, render
+
+    df = pd.DataFrame({"task": "sst2", "evaluator": "finetune", "learner": "m", "method": ["random", "dilm_vanilla"],
+                       "dpc": 5, "set": 0, "init": 0, "score": [0.6, 0.5]})
+    out = render(build_table(df), "latex")
+    assert "±" not in out and "−" not in out and r"60.0 $\pm$ 0.0" in out and r"dilm\_vanilla $-$ random" in out
