@@ -98,6 +98,10 @@ def table(out, fmt, reference, task, evaluator, split, cards):
     if split == "dev" and reference:
         raise DilmbenchError("--reference compares with published evaluation-split numbers; not with --split dev")
     df = load_results(out, split)
+    unreadable = df.attrs.get("unreadable", [])
+    if unreadable:
+        click.echo(f"{len(unreadable)} result file(s) are truncated or not dilmbench results and are left out (e.g. "
+                   f"{unreadable[0]}); rerun the same command to redo them", err=True)
     if task:
         df = df[df["task"] == task]
     if evaluator:

@@ -52,9 +52,25 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+# the README's option names, as a YAML file may write them -> config keys ("learners" and "steps" go to the evaluator)
+YAML_ALIASES = {"task": "tasks", "data_dir": "data_source", "data-dir": "data_source", "score_on": "score_split",
+                "score-on": "score_split", "dev-size": "dev_size", "data-source": "data_source"}
+EVALUATOR_KEYS = ("learners", "steps")
+
+
 def build_config(preset: str | None = "paper", yaml_path: str | None = None, overrides: dict | None = None) -> dict:
-    """preset, then YAML (which may name its own preset), then flags; unknown keys are errors."""
+    """preset, then YAML (which may name its own preset), then $DILMBENCH_DATA_DIR (over the preset's data source,
+    not over a file's or a flag's), then flags; unknown keys are errors."""
+    import os
+
     file_cfg = load_yaml(yaml_path) if yaml_path else {}
+    file_cfg = {YAML_ALIASES.get(k, k): v for k, v in file_cfg.items()}
+    evaluator_flags = {k: file_cfg.pop(k) for k in EVALUATOR_KEYS if k in file_cfg}
+    if isinstance(evaluator_flags.get("learners"), str):
+        evaluator_flags["learners"] = [s for s in evaluator_flags["learners"].split(",") if s]
+    env_data = os.environ.get("DILMBENCH_DATA_DIR")
+    if env_data and file_cfg.get("data_source") is None and (overrides or {}).get("data_source") is None:
+        file_cfg["data_source"] = env_data
     preset = file_cfg.pop("preset", None) if preset is None else preset
     preset = preset or "paper"
     if preset not in PRESETS:
@@ -74,6 +90,8 @@ def build_config(preset: str | None = "paper", yaml_path: str | None = None, ove
                 cfg[key] = merged
             else:
                 cfg[key] = value
+    if evaluator_flags:
+        return set_evaluator_options(cfg, **evaluator_flags)
     return validate_config(cfg)
 
 

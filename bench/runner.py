@@ -50,7 +50,7 @@ class MethodSpec:
             path = text[len("file:"):]
             if not path:
                 raise DilmbenchError("'file:' needs a path, e.g. --methods file:path/to/sets/")
-            return cls(label="file-" + Path(path.rstrip("/")).name, name="file", options={"path": path})
+            return cls(label="file-" + Path(path.rstrip("/")).name, name="file", options={**method_options.get("file", {}), "path": path})
         return cls(label=text, name=text, options=dict(method_options.get(text, {})))
 
 

@@ -15,17 +15,23 @@ def load_results(out: str | Path, split: str = "eval") -> pd.DataFrame:
     from .runner import read_result, runs_dir
 
     root = Path(out) / runs_dir(split)
-    rows = []
+    rows, unreadable = [], []
     for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
         rec = read_result(path)
         if rec is None:
+            unreadable.append(str(path))
             continue
         rows.append({"task": rec["task"], "method": rec["method"], "dpc": rec["dpc"], "evaluator": rec["evaluator"],
                      "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
                      "score": rec["score"], "set_path": rec.get("textset", {}).get("path")})
     if not rows:
+        if unreadable:
+            raise DilmbenchError(f"no readable results under '{root}': {len(unreadable)} file(s) are truncated or not "
+                                 f"dilmbench results (e.g. {unreadable[0]}); rerun the same command to redo them")
         raise DilmbenchError(f"no results under '{root}': run `dilmbench run` first (or pass --out)")
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["unreadable"] = unreadable
+    return df
 
 
 REFERENCE_COLUMNS = ["task", "learner", "method", "dpc", "mean", "std"]

@@ -19,7 +19,8 @@ def _release_index(path: Path) -> int:
 class FileSetsMethod(Method):
     """Evaluate published or hand-made sets: `--methods file:path/to/sets/` (*.jsonl, or DiLM's dataset_<i>.json)."""
 
-    default_config = {"path": None}
+    # sets whose classes differ in size are refused unless asked for (the table's DPC is then the largest class)
+    default_config = {"path": None, "allow_unequal": False}
 
     def fixed_sets(self, task):
         path = Path(self.config["path"] or "")
@@ -39,6 +40,11 @@ class FileSetsMethod(Method):
         sets = []
         for f in files:
             ts = load_textset(f, task)
+            counts = ts.class_counts(task.num_labels)
+            if len(set(counts)) > 1 and not self.config["allow_unequal"]:
+                raise DilmbenchError(f"text set '{f}' has unequal classes {dict(zip(task.label_names, counts))}; a DPC "
+                                     "set has the same number per class (to evaluate it anyway: method_options: "
+                                     "{file: {allow_unequal: true}})")
             ts.provenance = {**ts.provenance, "file": str(f), "format": fmt, "content_hash": ts.content_hash()}
             sets.append(ts)
         return sets

@@ -443,3 +443,33 @@ def test_latex_table_writes_latex_plus_minus_and_minus():
                        "dpc": 5, "set": 0, "init": 0, "score": [0.6, 0.5]})
     out = render(build_table(df), "latex")
     assert "±" not in out and "−" not in out and r"60.0 $\pm$ 0.0" in out and r"dilm\_vanilla $-$ random" in out
+
+
+def test_yaml_takes_the_readmes_option_names_and_the_data_dir_variable_is_honoured(tmp_path, monkeypatch):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("preset: quick\ntask: mnli\nlearners: a/b,c/d\nsteps: 7\ndata_dir: /some/dir\nscore_on: dev\n")
+    cfg = build_config(None, str(cfg_file))
+    assert cfg["tasks"] == ["mnli"] and cfg["data_source"] == "/some/dir" and cfg["score_split"] == "dev"
+    assert cfg["evaluator_options"]["finetune"]["learners"] == ["a/b", "c/d"]
+    assert cfg["evaluator_options"]["finetune"]["steps"] == 7
+    monkeypatch.setenv("DILMBENCH_DATA_DIR", "/env/dir")
+    assert build_config("quick")["data_source"] == "/env/dir"  # no longer ignored under the quick preset
+    assert build_config("quick", overrides={"data_source": "/flag"})["data_source"] == "/flag"  # a flag wins
+
+
+def test_unequal_given_sets_and_unreadable_results_are_said(glue_dir, tiny_bert, tmp_path):
+    sets = tmp_path / "uneven"
+    sets.mkdir()
+    (sets / "s.jsonl").write_text("".join(f'{{"sentence": "good {i}", "label": 1}}\n' for i in range(3))
+                                  + '{"sentence": "bad", "label": 0}\n')
+    res, out = _bad(["--methods", f"file:{sets}"], tmp_path, glue_dir, tiny_bert)
+    assert res.exit_code != 0 and "unequal classes" in res.output and not list(out.rglob("*.json*"))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("method_options:\n  file:\n    allow_unequal: true\n")
+    res, out = _bad(["--methods", f"file:{sets}", "--config", str(cfg)], tmp_path, glue_dir, tiny_bert)
+    assert res.exit_code == 0, res.output
+    files = sorted((out / "runs").rglob("*.json"))
+    assert json.loads(files[0].read_text())["textset"]["class_counts"] == [1, 3]
+    files[0].write_text(files[0].read_text()[:50])  # truncated
+    res = CliRunner().invoke(main, ["table", "--out", str(out)])
+    assert res.exit_code != 0 and "no readable results" in res.output and "1 file(s) are truncated" in res.output
