@@ -49,6 +49,26 @@ def device_info(device: str) -> dict:
 
 @lru_cache(maxsize=64)
 def model_revision(model_id: str) -> str | None:
+    """The snapshot actually loaded: the hub cache's snapshot (commit) hash for a hub id, or for a local directory
+    'local:' + a hash of its file names, sizes and config; None when the model cannot be found."""
+    import hashlib
+
+    path = Path(model_id)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f"{f.relative_to(path)}:{f.stat().st_size}".encode())
+        if (path / "config.json").is_file():
+            h.update((path / "config.json").read_bytes())
+        return "local:" + h.hexdigest()[:16]
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(model_id, "config.json")
+        if isinstance(hit, str):
+            return Path(hit).parent.name  # .../snapshots/<commit hash>/config.json
+    except Exception:
+        pass
     try:
         from transformers import AutoConfig
 

@@ -473,3 +473,17 @@ def test_unequal_given_sets_and_unreadable_results_are_said(glue_dir, tiny_bert,
     files[0].write_text(files[0].read_text()[:50])  # truncated
     res = CliRunner().invoke(main, ["table", "--out", str(out)])
     assert res.exit_code != 0 and "no readable results" in res.output and "1 file(s) are truncated" in res.output
+
+
+def test_model_revision_is_the_snapshot_loaded(tiny_bert, tmp_path):
+    import shutil
+
+    from dilmbench.provenance import model_revision
+
+    rev = model_revision(tiny_bert)
+    assert rev and rev.startswith("local:")
+    copy = tmp_path / "edited"
+    shutil.copytree(tiny_bert, copy)
+    (copy / "config.json").write_text((copy / "config.json").read_text().replace('"hidden_act"', '"hidden_act" ', 1))
+    assert model_revision(str(copy)) != rev  # other weights or config: another revision
+    assert model_revision("no-such-org/no-such-model") is None
