@@ -22,6 +22,12 @@ class FileSetsMethod(Method):
     # sets whose classes differ in size are refused unless asked for (the table's DPC is then the largest class)
     default_config = {"path": None, "allow_unequal": False}
 
+    def __init__(self, **config):
+        super().__init__(**config)
+        if self.config["path"] is not None and not Path(self.config["path"]).exists():
+            # said before any model or data is loaded
+            raise DilmbenchError(f"text set path '{self.config['path']}' does not exist")
+
     def fixed_sets(self, task):
         path = Path(self.config["path"] or "")
         if path.is_dir():

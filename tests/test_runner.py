@@ -487,3 +487,14 @@ def test_model_revision_is_the_snapshot_loaded(tiny_bert, tmp_path):
     (copy / "config.json").write_text((copy / "config.json").read_text().replace('"hidden_act"', '"hidden_act" ', 1))
     assert model_revision(str(copy)) != rev  # other weights or config: another revision
     assert model_revision("no-such-org/no-such-model") is None
+
+
+def test_a_missing_given_set_is_said_before_any_model_or_data_is_loaded(tmp_path, monkeypatch):
+    def no_loading(*a, **k):
+        raise AssertionError("loaded data before checking the path")
+
+    monkeypatch.setattr("dilmbench.runner.load_task_data", no_loading)
+    monkeypatch.setattr("dilmbench.models.check_model_available", no_loading)
+    res = CliRunner().invoke(main, ["run", "--preset", "quick", "--methods", "file:/no/such/sets",
+                                    "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "'/no/such/sets' does not exist" in res.output
