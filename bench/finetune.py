@@ -168,7 +168,8 @@ def train_classifier(model, tokenizer, texts: list[tuple[str, ...]], labels, rec
                      device: str, weights=None, progress: bool = False) -> list[float]:
     """Fine-tune ``model`` on a text set with the recipe; returns the per-step losses."""
     import torch
-    from tqdm.auto import tqdm
+
+    from .progress import progress as progress_bar
 
     feats = tokenize(tokenizer, texts, recipe.max_length)
     labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long)
@@ -178,7 +179,7 @@ def train_classifier(model, tokenizer, texts: list[tuple[str, ...]], labels, rec
     model.train()
     batches = endless_batches(len(feats), recipe.batch_size(len(feats)), seed)
     losses = []
-    for _ in tqdm(range(recipe.steps), desc="train", disable=not progress, leave=False):
+    for _ in progress_bar(range(recipe.steps), desc="fine-tune steps", enabled=progress, leave=False):
         idx = next(batches)
         w = None if weights_t is None else weights_t[idx]
         losses.append(train_step(model, tokenizer, [feats[i] for i in idx], labels_t[idx], opt, sched, recipe, device, w))

@@ -223,8 +223,7 @@ class Runner:
         return plan
 
     def run(self) -> dict:
-        from tqdm.auto import tqdm
-
+        from .progress import progress
         from .provenance import device_info, environment_summary, model_revision
 
         self.preflight()
@@ -240,8 +239,8 @@ class Runner:
             mctx = MethodContext(data=data, encoder=cfg["encoder"], pooling=cfg["pooling"], device=self.device,
                                  cache_dir=self.cache_dir, progress=self.progress)
             prepared = {"done": False, "seconds": 0.0}
-            bar = tqdm(total=sum(len(cell.runs) for cell in planned), desc=f"{task.name}/{spec.label}",
-                       disable=not self.progress, dynamic_ncols=True)
+            bar = progress(total=sum(len(cell.runs) for cell in planned), desc=f"{task.name}/{spec.label} runs",
+                           enabled=self.progress)
             for cell in planned:
                 dpc, set_index, ident, set_hash = cell.dpc, cell.set_index, cell.identity, cell.config_hash
                 todo = [r for r in cell.runs if r.status in REDO[self.overwrite]]

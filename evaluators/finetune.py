@@ -41,7 +41,7 @@ class FinetuneEvaluator(Evaluator):
         model = load_classifier(learner, ctx.task.num_labels, seed, ctx.device)
         t1 = time.perf_counter()
         losses = train_classifier(model, tok, textset.texts, textset.labels, self.recipe, seed, ctx.device,
-                                  weights=textset.weights)
+                                  weights=textset.weights, progress=ctx.progress)
         t2 = time.perf_counter()
         logits = predict_logits(model, self._eval_features(ctx, learner), tok, self.recipe.eval_batch_size, ctx.device)
         preds = logits.argmax(1)

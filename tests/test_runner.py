@@ -498,3 +498,19 @@ def test_a_missing_given_set_is_said_before_any_model_or_data_is_loaded(tmp_path
     res = CliRunner().invoke(main, ["run", "--preset", "quick", "--methods", "file:/no/such/sets",
                                     "--out", str(tmp_path / "o")])
     assert res.exit_code != 0 and "'/no/such/sets' does not exist" in res.output
+
+
+def test_progress_off_a_terminal_is_plain_lines_with_an_eta():
+    import io
+
+    from dilmbench.progress import PlainProgress
+
+    ticks = iter(range(0, 1000, 10))  # each clock reading 10 s later
+    out = io.StringIO()
+    bar = PlainProgress(range(6), desc="fine-tune steps", every=25, stream=out, clock=lambda: next(ticks))
+    for _ in bar:
+        bar.set_postfix(loss="0.5")
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+    assert lines[0] == "fine-tune steps: 3/6 after 40 s, ETA 40 s (loss=0.5)"  # 3 steps in 40 s: 3 more
+    assert lines[-1].startswith("fine-tune steps: 6/6 after") and "ETA" not in lines[-1]

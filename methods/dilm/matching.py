@@ -237,7 +237,7 @@ class GradientMatching:
 
     # --- the loop ------------------------------------------------------------------------------------------
     def run(self, gen, out: Path):
-        from tqdm.auto import tqdm
+        from dilmbench.progress import progress
 
         from dilmbench import checkpoint
         from dilmbench.finetune import endless_batches, load_classifier, make_optimizer
@@ -253,8 +253,8 @@ class GradientMatching:
         real_batches = endless_batches(len(self.pool_texts), cfg["learner_batch_size"], cfg["seed"] + 1)
         for _ in range(start_outer * (cfg["inner_loops"] - 1) * cfg["learner_steps"]):
             next(real_batches)  # a resumed run continues the same stream of real batches
-        bar = tqdm(range(start_outer, cfg["outer_loops"]), desc="dilm stage 2 (gradient matching)",
-                   disable=not ctx.progress, initial=start_outer, total=cfg["outer_loops"])
+        bar = progress(range(start_outer, cfg["outer_loops"]), desc="dilm stage 2 (gradient matching)",
+                       enabled=ctx.progress, initial=start_outer, total=cfg["outer_loops"])
         # a resumed run continues with the diverse-batch pool it had (regenerating it would change the matching)
         batches, log = resume.get("batches"), list(resume.get("grad_sim", []))
         for outer in bar:

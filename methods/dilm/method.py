@@ -213,7 +213,7 @@ class DiLMMethod(Method):
     # --- stage 1 -------------------------------------------------------------------------------------------
     def train_lm(self, ctx: MethodContext, out: Path) -> Generator:
         import torch
-        from tqdm.auto import tqdm
+        from dilmbench.progress import progress
 
         from dilmbench.finetune import FinetuneRecipe, endless_batches, micro_batches
 
@@ -232,8 +232,8 @@ class DiLMMethod(Method):
         batches = endless_batches(len(texts), min(cfg["lm_batch_size"], len(texts)), cfg["seed"])
         for _ in range(start):  # replay the batch order so a resumed run sees the same data
             next(batches)
-        bar = tqdm(range(start, cfg["lm_steps"]), desc="dilm stage 1 (LM)", disable=not ctx.progress,
-                   initial=start, total=cfg["lm_steps"])
+        bar = progress(range(start, cfg["lm_steps"]), desc="dilm stage 1 (LM)", enabled=ctx.progress,
+                       initial=start, total=cfg["lm_steps"])
         micro = FinetuneRecipe(micro_batch_tokens=cfg["lm_micro_batch_tokens"]).micro_tokens(ctx.device)
         for step in bar:
             idx = next(batches)
