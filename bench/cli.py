@@ -74,11 +74,16 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
                  "score_split": score_split}
     cfg = set_evaluator_options(build_config(preset, config_file, overrides), learners=_csv(learners), steps=steps)
     t0 = time.perf_counter()
-    counts = Runner(cfg, out, overwrite=overwrite, progress=not no_progress).run()
+    runner = Runner(cfg, out, overwrite=overwrite, progress=not no_progress)
+    counts = runner.run()
     from .runner import runs_dir
 
-    click.echo(f"done in {time.perf_counter() - t0:.0f}s: {counts['done']} runs, {counts['skipped']} skipped, "
+    elapsed = time.perf_counter() - t0
+    click.echo(f"done in {elapsed:.0f}s: {counts['done']} runs, {counts['skipped']} skipped, "
                f"{counts['sets_made']} sets made, {counts['sets_reused']} reused -> {out}/{runs_dir(cfg['score_split'])}")
+    if runner.phases:
+        split = ", ".join(f"{k} {v:.0f}s" for k, v in sorted(runner.phases.items(), key=lambda kv: -kv[1]))
+        click.echo(f"time by phase: {split}; loading and planning {max(0.0, elapsed - sum(runner.phases.values())):.0f}s")
 
 
 @main.command()

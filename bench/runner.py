@@ -127,6 +127,7 @@ class Runner:
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root()
         self.log = log
         self.counts = {"done": 0, "skipped": 0, "sets_made": 0, "sets_reused": 0}
+        self.phases: dict[str, float] = {}  # wall seconds this invocation spent per phase
 
     # ---- validation before anything is written -------------------------------------------------------------
     def preflight(self):
@@ -253,7 +254,10 @@ class Runner:
                     self._backfill_card(cell, spec, mctx)
                     continue
                 set_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index)
+                prepared_before = prepared["seconds"]
                 ts, set_file, make_s = self._textset(cell.given, method, spec, mctx, dpc, set_index, set_seed, set_hash, ident, prepared)
+                self._add_phase("method prepare", prepared["seconds"] - prepared_before)
+                self._add_phase("make set", make_s)
                 for r in todo:
                     learner, init, path, run_hash, run_ident = r.learner, r.init, r.path, r.config_hash, r.identity
                     init_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index, init)
@@ -262,6 +266,11 @@ class Runner:
                     total = time.perf_counter() - t0
                     timing = {"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s,
                               **{k: v for k, v in res.pop("timing_s", {}).items()}, "evaluate_total": total}
+                    inner = {k: v for k, v in timing.items() if k not in ("data_load", "method_prepare", "make_set",
+                                                                           "evaluate_total")}
+                    for k, v in inner.items():
+                        self._add_phase(f"evaluate: {k}", v)
+                    self._add_phase("evaluate: other", total - sum(inner.values()))
                     record = {
                         "schema_version": SCHEMA_VERSION,
                         "task": task.name, "method": spec.label, "method_name": spec.name, "dpc": dpc,
@@ -291,6 +300,10 @@ class Runner:
             bar.close()
         self.evaluator.close()
         return self.counts
+
+    def _add_phase(self, name: str, seconds: float) -> None:
+        if seconds > 0:
+            self.phases[name] = self.phases.get(name, 0.0) + seconds
 
     def _textset(self, given, method, spec, mctx, dpc, set_index, seed, set_hash, ident, prepared):
         """The set for (method, dpc, set_index): given, reused from disk when its config hash matches, or made."""

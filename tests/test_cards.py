@@ -43,6 +43,7 @@ def test_runner_writes_cards_and_table_shows_them(glue_dir, tiny_bert, tmp_path)
                                     "--steps", "2", "--data-dir", str(glue_dir), "--dev-size", "10", "--out", str(out),
                                     "--no-progress"])
     assert res.exit_code == 0, res.output
+    assert "time by phase:" in res.output and "evaluate: train" in res.output and "make set" in res.output
     metas = sorted((out / "sets").rglob("*.meta.json"))
     assert len(metas) == 4
     for m in metas:
