@@ -19,9 +19,12 @@ The ``quick`` preset (:data:`QUICK`) deviates further, to run on a 2-core CPU in
 on the dev split carved from train (results/quick-sst2-dilm-tune/README.md):
 - generator SmolLM2-135M-Instruct instead of gpt2 (not obtainable offline), learner MiniLM instead of BERT-base;
 - class tokens start at their label word's embedding (" negative", " positive") instead of end-of-text, and move
-  with a learning rate of their own (``new_token_lr``): with a few thousand LM steps instead of 80,000, rows that
+  with a learning rate of their own (``new_token_lr`` 2e-3): with a few thousand LM steps instead of 80,000, rows that
   start as identical copies of end-of-text stay nearly identical (measured: 0.03 apart after 300 steps);
-- far fewer steps in both stages, shorter texts (64 tokens), 10 samples per kept text instead of 100.
+- the model's start token precedes the class token (``bos_prefix``): position 0 tends to act as an attention sink,
+  and moving the class token to position 1 raised dev conditioning from 83.5% to 88.2%;
+- far fewer steps in both stages (400 LM steps of 16 at lr 1e-4; 10 x 5 matching updates at gm_lr 3e-6), shorter texts
+  (64 tokens), 10 samples per kept text instead of 100.
 """
 from __future__ import annotations
 
