@@ -1,15 +1,42 @@
 """Length-sorted batches with dynamic padding, shared by the embedding pass and every evaluation pass."""
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+
+
+def uses_segment_ids(config) -> bool:
+    """Whether a model reads segment (token type) ids: BERT-style models with more than one type, and XLNet (its
+    relative segment encoding), whose transformers 5 tokenizer no longer returns them unless asked. RoBERTa (one type)
+    does not."""
+    if getattr(config, "model_type", None) == "xlnet":
+        return True
+    return (getattr(config, "type_vocab_size", 0) or 0) > 1
+
+
+@lru_cache(maxsize=64)
+def _segments_for(name_or_path: str) -> bool | None:
+    try:
+        from transformers import AutoConfig
+
+        return uses_segment_ids(AutoConfig.from_pretrained(name_or_path))
+    except Exception:
+        return None
+
+
+def wants_segment_ids(tokenizer) -> bool:
+    """By the model the tokenizer belongs to; failing that, by the tokenizer's own input names."""
+    found = _segments_for(getattr(tokenizer, "name_or_path", "") or "")
+    if found is not None:
+        return found
+    return "token_type_ids" in getattr(tokenizer, "model_input_names", ())
 
 
 def tokenize(tokenizer, texts: list[tuple[str, ...]], max_length: int) -> list[dict]:
     """Tokenize single texts or pairs (kept as pairs all the way to the tokenizer); no padding."""
     cols = list(zip(*texts)) if texts else [[]]
-    # segment ids wherever the model takes them (XLNet's tokenizer no longer returns them unless asked)
-    kw = {"truncation": True, "max_length": max_length,
-          "return_token_type_ids": "token_type_ids" in getattr(tokenizer, "model_input_names", ())}
+    kw = {"truncation": True, "max_length": max_length, "return_token_type_ids": wants_segment_ids(tokenizer)}
     if len(cols) == 1:
         enc = tokenizer(list(cols[0]), **kw)
     else:

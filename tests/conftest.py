@@ -100,3 +100,57 @@ def _save_tiny_gpt(d, n_embd: int, n_head: int) -> str:
                                bos_token_id=0, eos_token_id=0)).save_pretrained(d)
     tok.save_pretrained(d)
     return str(d)
+
+
+def _fixture_corpus():
+    return [" ".join(POS + NEG + FILLER)] * 3 + POS + NEG + FILLER
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory):
+    """A 2-layer RoBERTa with a byte-level BPE vocabulary trained on the fixture words (RoBERTa's tokenizer family)."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+    from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny-roberta")
+    bpe = ByteLevelBPETokenizer(add_prefix_space=True)
+    bpe.train_from_iterator(_fixture_corpus(), vocab_size=300, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe._tokenizer.post_processor = RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
+    tok = RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                               cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+    torch.manual_seed(0)
+    cfg = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=130, pad_token_id=tok.pad_token_id,
+                        type_vocab_size=1, num_labels=2)
+    RobertaForSequenceClassification(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture(scope="session")
+def tiny_xlnet(tmp_path_factory):
+    """A 2-layer XLNet with a SentencePiece-style unigram vocabulary: left padding, <sep> <cls> at the end."""
+    import torch
+    from tokenizers import SentencePieceUnigramTokenizer
+    from tokenizers.processors import TemplateProcessing
+    from transformers import XLNetConfig, XLNetForSequenceClassification, XLNetTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny-xlnet")
+    sp = SentencePieceUnigramTokenizer()
+    sp.train_from_iterator(_fixture_corpus(), vocab_size=120, unk_token="<unk>",
+                           special_tokens=["<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>"])
+    sp.post_processor = TemplateProcessing(
+        single="$A:0 <sep>:0 <cls>:2", pair="$A:0 <sep>:0 $B:1 <sep>:1 <cls>:2",
+        special_tokens=[("<sep>", sp.token_to_id("<sep>")), ("<cls>", sp.token_to_id("<cls>"))])
+    tok = XLNetTokenizerFast(tokenizer_object=sp._tokenizer, unk_token="<unk>", sep_token="<sep>", cls_token="<cls>",
+                             pad_token="<pad>", mask_token="<mask>", bos_token="<s>", eos_token="</s>",
+                             padding_side="left")
+    torch.manual_seed(0)
+    cfg = XLNetConfig(vocab_size=len(tok), d_model=32, n_layer=2, n_head=2, d_inner=64, num_labels=2,
+                      pad_token_id=tok.pad_token_id)
+    XLNetForSequenceClassification(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d)

@@ -139,13 +139,48 @@ def test_cls_pooling_follows_the_models_own_rule(tiny_bert):
     assert cls_positions(ids, mask, None).tolist() == [2, 0]  # no CLS token: the first real token
 
 
-def test_segment_ids_are_asked_for_where_the_model_takes_them(tiny_bert):
+def test_segment_ids_are_asked_for_where_the_model_takes_them(tiny_bert, tiny_roberta, tiny_xlnet):
     from transformers import AutoTokenizer
 
     from dilmbench.batching import tokenize
 
-    tok = AutoTokenizer.from_pretrained(tiny_bert)
-    feats = tokenize(tok, [("good fun", "dull")], 32)
-    assert feats[0]["token_type_ids"].count(1) == 2  # the second text's tokens and its [SEP]
-    tok.model_input_names = ["input_ids", "attention_mask"]  # a model without segments (RoBERTa's layout)
-    assert "token_type_ids" not in tokenize(tok, [("good fun", "dull")], 32)[0]
+    pair = [("good fun", "dull")]
+    bert = tokenize(AutoTokenizer.from_pretrained(tiny_bert), pair, 32)[0]
+    assert bert["token_type_ids"].count(1) == 2  # the second text's token and its [SEP]
+    xlnet_tok = AutoTokenizer.from_pretrained(tiny_xlnet)
+    assert "token_type_ids" not in xlnet_tok("good fun", "dull")  # transformers 5 no longer returns them by default
+    xlnet = tokenize(xlnet_tok, pair, 32)[0]
+    assert set(xlnet["token_type_ids"]) == {0, 1, 2} and xlnet["token_type_ids"][-1] == 2  # <cls> has its own type
+    assert "token_type_ids" not in tokenize(AutoTokenizer.from_pretrained(tiny_roberta), pair, 32)[0]
+
+
+@pytest.mark.parametrize("fixture", ["tiny_roberta", "tiny_xlnet"])
+@pytest.mark.parametrize("task", ["sst2", "mnli"])
+def test_paper_learner_families_fine_tune_and_embed(fixture, task, request, glue_dir, tmp_path):
+    """Byte-level BPE (RoBERTa) and SentencePiece with left padding and a final <cls> (XLNet), single texts and pairs:
+    the evaluator runs end to end and CLS pooling reads each model's own classification position."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from dilmbench.api import EvalContext
+    from dilmbench.embed import encode
+    from dilmbench.registry import EVALUATORS
+    from dilmbench.tasks import TASKS, load_task_data
+    from dilmbench.textset import TextSet
+
+    model_dir = request.getfixturevalue(fixture)
+    data = load_task_data(TASKS[task], str(glue_dir), dev_size=10)
+    ctx = EvalContext(data=data, device="cpu", cache_dir=tmp_path, progress=False)
+    ts = TextSet(task=task, text_fields=TASKS[task].text_fields, texts=data.texts("pool")[:12],
+                 labels=data.labels("pool")[:12])
+    res = EVALUATORS.get("finetune")(learners=[model_dir], steps=3).evaluate(ctx, ts, model_dir, seed=0)
+    assert res["eval_examples"] == len(data.labels("eval")) and 0 <= res["score"] <= 1
+    tok, model = AutoTokenizer.from_pretrained(model_dir), AutoModel.from_pretrained(model_dir).eval()
+    texts = [("good",), ("the movie was a boring and dull story",)]
+    batched = encode(texts, model, tok, pooling="cls", batch_size=2)
+    with torch.no_grad():  # each text alone (no padding): the CLS token's hidden state
+        for i, t in enumerate(texts):
+            enc = tok(t[0], return_tensors="pt")
+            hidden = model(**enc).last_hidden_state[0]
+            pos = enc["input_ids"][0].tolist().index(tok.cls_token_id)
+            np.testing.assert_allclose(batched[i], hidden[pos].numpy(), atol=1e-4)
