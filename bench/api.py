@@ -75,6 +75,8 @@ class Method:
     # preset names the scale, the method knows what that scale means for it
     presets: ClassVar[dict] = {}
     version: ClassVar[str | None] = None  # bump when a code change alters what the method returns
+    argument: ClassVar[str | None] = None  # the option that 'name:ARG' on the command line sets (file: "path")
+    gives_sets: ClassVar[bool] = False  # its sets come from fixed_sets() (made elsewhere), not per DPC
 
     def __init__(self, **config):
         unknown = set(config) - set(self.default_config)

@@ -46,12 +46,17 @@ class MethodSpec:
 
     @classmethod
     def parse(cls, text: str, method_options: dict) -> "MethodSpec":
-        if text.startswith("file:"):
-            path = text[len("file:"):]
-            if not path:
-                raise DilmbenchError("'file:' needs a path, e.g. --methods file:path/to/sets/")
-            return cls(label="file-" + Path(path.rstrip("/")).name, name="file", options={**method_options.get("file", {}), "path": path})
-        return cls(label=text, name=text, options=dict(method_options.get(text, {})))
+        """'name' or 'name:ARG' for a method that declares ``argument`` (the option ARG sets, e.g. file:PATH)."""
+        name, sep, arg = text.partition(":")
+        options = dict(method_options.get(name, {}))
+        if not sep:
+            return cls(label=text, name=text, options=options)
+        key = getattr(METHODS.get(name), "argument", None)
+        if key is None:
+            raise DilmbenchError(f"method '{name}' takes no ':' argument (in '{text}')")
+        if not arg:
+            raise DilmbenchError(f"'{name}:' needs its {key}, e.g. --methods {name}:path/to/sets/")
+        return cls(label=f"{name}-" + Path(arg.rstrip("/")).name, name=name, options={**options, key: arg})
 
 
 def ensure_writable(out: Path) -> None:
@@ -176,7 +181,7 @@ class Runner:
             t_load = time.perf_counter()
             data = load_task_data(task, cfg.get("data_source"), cfg["dev_size"], cfg["dev_seed"])
             load_s = time.perf_counter() - t_load
-            if any(spec.name != "file" for spec in self.specs):
+            if any(not getattr(self.methods[spec.label], "gives_sets", False) for spec in self.specs):
                 counts = np.bincount(data.labels("pool"), minlength=task.num_labels)
                 for c, n_c in enumerate(counts):
                     if max(cfg["dpc"]) > n_c:

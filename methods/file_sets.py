@@ -21,6 +21,8 @@ class FileSetsMethod(Method):
 
     # sets whose classes differ in size are refused unless asked for (the table's DPC is then the largest class)
     default_config = {"path": None, "allow_unequal": False}
+    argument = "path"  # --methods file:PATH
+    gives_sets = True
 
     def __init__(self, **config):
         super().__init__(**config)

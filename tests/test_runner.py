@@ -239,6 +239,8 @@ def _bad(args, tmp_path, glue_dir, tiny_bert, extra_env=None):
 @pytest.mark.parametrize("args, message", [
     (["--task", "sst3"], "unknown task 'sst3' (did you mean 'sst2'?)"),
     (["--methods", "herdin"], "unknown method 'herdin' (did you mean 'herding'?)"),
+    (["--methods", "file:"], "'file:' needs its path"),
+    (["--methods", "herding:x"], "method 'herding' takes no ':' argument"),
     (["--evaluator", "finetun"], "unknown evaluator 'finetun' (did you mean 'finetune'?)"),
     (["--preset", "quik"], "unknown preset 'quik' (did you mean 'quick'?)"),
     (["--methods", "random", "--dpc", "500"], "DPC 500 is larger than class"),
