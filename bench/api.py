@@ -172,6 +172,11 @@ class Evaluator:
     name: ClassVar[str] = ""
     default_config: ClassVar[dict] = {}
     version: ClassVar[str | None] = None  # bump when a code change alters scores
+    presets: ClassVar[dict] = {}  # the evaluator's own values per preset, merged under the user's options
+
+    @classmethod
+    def for_preset(cls, preset: str | None, **options) -> "Evaluator":
+        return cls(**{**cls.presets.get(preset, {}), **options})
 
     def __init__(self, **config):
         unknown = set(config) - set(self.default_config)

@@ -7,11 +7,8 @@ from pathlib import Path
 from .errors import DilmbenchError
 from .registry import suggest
 
-PAPER_LEARNERS = ["bert-base-uncased", "roberta-base", "xlnet-base-cased"]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
-PAPER_ICL = ["gpt2-xl", "facebook/opt-2.7b", "meta-llama/Llama-2-7b-hf"]
-QUICK_ICL = ["google/gemma-3-270m", "HuggingFaceTB/SmolLM2-135M-Instruct"]
 
 PRESETS: dict[str, dict] = {
     "paper": {
@@ -19,7 +16,7 @@ PRESETS: dict[str, dict] = {
         "tasks": ["sst2"], "methods": ["random", "kcenters", "herding"], "dpc": [5, 10, 20],
         "sets": 20, "inits": 5, "encoder": "bert-base-uncased", "pooling": "cls",
         "evaluator": "finetune",
-        "evaluator_options": {"finetune": {"learners": PAPER_LEARNERS}, "icl": {"learners": PAPER_ICL}},
+        "evaluator_options": {},  # each evaluator's own values for a preset live with it (its `presets`)
         "method_options": {}, "data_source": None, "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
         "score_split": "eval",
     },
@@ -28,7 +25,7 @@ PRESETS: dict[str, dict] = {
         "tasks": ["sst2"], "methods": ["random", "kcenters", "herding"], "dpc": [5],
         "sets": 1, "inits": 1, "encoder": MINILM, "pooling": "mean",
         "evaluator": "finetune",
-        "evaluator_options": {"finetune": {"learners": [MINILM]}, "icl": {"learners": QUICK_ICL}},
+        "evaluator_options": {},
         "method_options": {}, "data_source": "embedded", "dev_size": 2000, "dev_seed": 0, "seed": 0, "device": "auto",
         "score_split": "eval",
     },

@@ -144,7 +144,7 @@ class Runner:
         self.methods = {s.label: METHODS.get(s.name).for_preset(cfg.get("preset"), **s.options) for s in self.specs}
         from .config import evaluator_options
 
-        self.evaluator = EVALUATORS.get(cfg["evaluator"])(**evaluator_options(cfg))
+        self.evaluator = EVALUATORS.get(cfg["evaluator"]).for_preset(cfg.get("preset"), **evaluator_options(cfg))
         self.device = pick_device(cfg.get("device"))
         ensure_writable(self.out)
         models = set(self.evaluator.required_models())

@@ -14,6 +14,8 @@ class FinetuneEvaluator(Evaluator):
 
     default_config = {"learners": ["bert-base-uncased", "roberta-base", "xlnet-base-cased"],
                       **FinetuneRecipe().to_dict()}
+    # the paper's learners; the CPU preset fine-tunes MiniLM
+    presets = {"quick": {"learners": ["sentence-transformers/all-MiniLM-L6-v2"]}}
 
     def __init__(self, **config):
         super().__init__(**config)

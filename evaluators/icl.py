@@ -64,6 +64,9 @@ def check_context(config, n_tokens: int, model_id: str) -> None:
 class ICLEvaluator(Evaluator):
     """In-context learning: the set is the prompt's demonstrations; predict the label word with the highest log-prob."""
 
+    # the paper's ICL models (Table 3); the CPU preset prompts two small ones
+    presets = {"paper": {"learners": ["gpt2-xl", "facebook/opt-2.7b", "meta-llama/Llama-2-7b-hf"]},
+               "quick": {"learners": ["google/gemma-3-270m", "HuggingFaceTB/SmolLM2-135M-Instruct"]}}
     default_config = {
         "learners": ["google/gemma-3-270m", "HuggingFaceTB/SmolLM2-135M-Instruct"],
         "backend": "auto",  # auto (vllm on a GPU when importable, else transformers) | transformers | vllm
