@@ -20,7 +20,6 @@ import numpy as np
 from .textset import TextSet
 
 CARD_VERSION = 1
-FIELDS = ("label_agreement", "memorised", "mean_words", "distinct_2")
 _JUDGES: dict = {}
 
 

@@ -314,20 +314,13 @@ class Runner:
         """The set for (method, dpc, set_index): given, reused from disk when its config hash matches, or made."""
         path = self.set_path(mctx.task.name, spec.label, dpc, set_index)
         t0 = time.perf_counter()
+        card = None
         if given is not None:
             ts = given
         else:
-            ts = None
-            if path.is_file() and self.overwrite != "always":
-                try:
-                    meta = json.loads(meta_path(path).read_text())
-                    if meta.get("provenance", {}).get("set_config_hash") == set_hash:
-                        ts = load_textset(path, mctx.task)
-                        if ts.content_hash() != meta.get("content_hash"):
-                            ts = None  # edited or truncated: make it again
-                except (OSError, ValueError, DilmbenchError):
-                    ts = None
+            ts, meta = self._stored_set(path, set_hash, mctx.task) if self.overwrite != "always" else (None, None)
             if ts is not None:
+                card = meta.get("card")  # a reused set keeps the card it was saved with
                 self.counts["sets_reused"] += 1
             else:
                 if not prepared["done"]:
@@ -341,22 +334,26 @@ class Runner:
                 self.counts["sets_made"] += 1
         ts.validate(mctx.task)
         ts.provenance = {**ts.provenance, "set_config_hash": set_hash, "set_identity": ident}
-        save_textset(ts, path, card=set_card(ts, mctx.data, self.cache_dir))
+        save_textset(ts, path, card=card or set_card(ts, mctx.data, self.cache_dir))
         return ts, path, time.perf_counter() - t0
+
+    @staticmethod
+    def _stored_set(path: Path, set_hash: str, task) -> tuple[TextSet | None, dict | None]:
+        """The set saved at ``path`` and its sidecar, if it was made under ``set_hash`` and is intact (not edited or
+        truncated since); else (None, None)."""
+        try:
+            meta = json.loads(meta_path(path).read_text())
+            if meta.get("provenance", {}).get("set_config_hash") != set_hash:
+                return None, None
+            ts = load_textset(path, task)
+        except (OSError, ValueError, DilmbenchError):
+            return None, None
+        return (ts, meta) if ts.content_hash() == meta.get("content_hash") else (None, None)
 
     def _backfill_card(self, cell, spec, mctx) -> None:
         """A finished cell's set file written before sets had cards gets its card (nothing else changes)."""
         path = self.set_path(mctx.task.name, spec.label, cell.dpc, cell.set_index)
-        try:
-            meta = json.loads(meta_path(path).read_text())
-        except (OSError, ValueError):
-            return
-        if "card" in meta or meta.get("provenance", {}).get("set_config_hash") != cell.config_hash:
-            return
-        try:
-            ts = load_textset(path, mctx.task)
-        except DilmbenchError:
-            return
-        if ts.content_hash() == meta.get("content_hash"):
+        ts, meta = self._stored_set(path, cell.config_hash, mctx.task)
+        if ts is not None and "card" not in meta:
             meta["card"] = set_card(ts, mctx.data, self.cache_dir)
             atomic_write_text(meta_path(path), json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
