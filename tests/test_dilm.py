@@ -338,3 +338,14 @@ def test_paper_preset_matches_the_reference_settings():
     # pair tasks get the reference's pair real batches (100 per class, 2 accumulated)
     cfg = METHODS.get("dilm")()._cfg(TASKS["mnli"])
     assert (cfg["real_batch"], cfg["real_accum"]) == (100, 2)
+
+
+def test_the_start_token_choice_travels_with_the_checkpoint(tiny_gpt, tmp_path):
+    from dilmbench import checkpoint
+    from dilmbench.methods.dilm import Generator
+
+    gen = Generator.from_pretrained(tiny_gpt, num_labels=2, bos_prefix=True)
+    checkpoint.save_state(tmp_path / "final", gen.model, gen.tok, None, None, 1)
+    loaded = Generator.from_pretrained(str(tmp_path / "final"), 2, add_tokens=False)  # as a benchmark script loads it
+    assert loaded.prefix == gen.prefix != [] and loaded.encode_example(("good",), 1, None)[0] == gen.prefix[0]
+    assert Generator.from_pretrained(tiny_gpt, num_labels=2).prefix == []  # a fresh model: the reference's layout

@@ -57,7 +57,7 @@ class Generator:
     @classmethod
     def from_pretrained(cls, model_id: str, num_labels: int, add_tokens: bool = True, class_init: str = "eos",
                         label_names: tuple[str, ...] | None = None, loss_norm: str = "reference",
-                        bos_prefix: bool = False):
+                        bos_prefix: bool | None = None):
         """Load a causal LM; on first load add the class start tokens, the pair separator and a pad token.
 
         Class tokens start as the end-of-text row (``class_init="eos"``, the reference's choice) or as the mean
@@ -98,6 +98,11 @@ class Generator:
                     for c, i in enumerate(class_ids):
                         table[i].copy_(table[tok.eos_token_id] if words is None else table[words[c]].mean(0))
         model.config.pad_token_id = tok.pad_token_id
+        # the example layout travels with the weights (saved in the model's config), so any loader of a checkpoint,
+        # a benchmark script included, encodes and samples as the generator was trained; None: the saved choice
+        if bos_prefix is None:
+            bos_prefix = bool(getattr(model.config, "dilm_bos_prefix", False))
+        model.config.dilm_bos_prefix = bos_prefix
         return cls(model, tok, num_labels, loss_norm=loss_norm, bos_prefix=bos_prefix)
 
     def encode_example(self, texts: tuple[str, ...], label: int, max_length: int | None) -> list[int]:
