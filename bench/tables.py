@@ -141,10 +141,11 @@ def load_cards(out: str | Path, results: pd.DataFrame) -> tuple[pd.DataFrame, li
     rows, missing = [], []
     keys = results.dropna(subset=["set_path"]).drop_duplicates(["task", "method", "dpc", "set_path"])
     for _, r in keys.iterrows():
+        from .textset import meta_path
+
         path = Path(out) / r["set_path"]
-        meta = path.with_name(path.name[: -len(".jsonl")] + ".meta.json")
         try:
-            card = json.loads(meta.read_text()).get("card")
+            card = json.loads(meta_path(path).read_text()).get("card")
         except (OSError, ValueError):
             card = None
         if card is None:
