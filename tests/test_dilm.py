@@ -96,8 +96,10 @@ def test_both_stages_end_to_end_give_valid_sets(task, glue_dir, tiny_gpt, tiny_b
     # a second DPC / set reuses the trained generator (no retraining) and differs by its seed
     other = m.make_set(ctx, dpc=2, seed=4, set_index=1)
     assert other.texts != ts.texts
-    vanilla = METHODS.get("dilm_vanilla")(**tiny_config(tiny_gpt, tiny_bert, **lm))
+    # (with the class filter, a stage-3 option: the same cached stage 1, no retraining)
+    vanilla = METHODS.get("dilm_vanilla")(**tiny_config(tiny_gpt, tiny_bert, class_filter=0.5, **lm))
     vs = vanilla.make_set(ctx, dpc=2, seed=3, set_index=0)
+    assert vs.class_counts(n) == [2] * n
     assert "lm-" in vs.provenance["generator_checkpoint"] and vs.provenance["config"]["gm"] is False
     assert vs.provenance["generator_stage_seconds"] == {"lm": secs["lm"]}  # the same cached stage 1
 
@@ -349,3 +351,48 @@ def test_the_start_token_choice_travels_with_the_checkpoint(tiny_gpt, tmp_path):
     loaded = Generator.from_pretrained(str(tmp_path / "final"), 2, add_tokens=False)  # as a benchmark script loads it
     assert loaded.prefix == gen.prefix != [] and loaded.encode_example(("good",), 1, None)[0] == gen.prefix[0]
     assert Generator.from_pretrained(tiny_gpt, num_labels=2).prefix == []  # a fresh model: the reference's layout
+
+
+def test_class_margin_is_the_log_likelihood_gap_between_classes(tiny_gpt):
+    from dilmbench.methods.dilm import Generator
+
+    gen = Generator.from_pretrained(tiny_gpt, num_labels=3)
+    with torch.no_grad():  # make the class rows differ, so the margins are not all zero
+        emb = gen.model.get_input_embeddings().weight
+        for c, i in enumerate(gen.class_ids):
+            emb[i] += 0.5 * (c + 1) * torch.randn(emb.shape[1], generator=torch.Generator().manual_seed(c))
+    texts = [("a fine film",), ("dull , long and loud , with nothing to say",), ("ok",)]
+
+    def log_likelihood(t, c):  # the obvious way: one sequence at a time, log-softmax of every next token
+        ids = torch.tensor([gen.encode_example(t, c, None)])
+        with torch.no_grad():
+            logp = torch.log_softmax(gen.model(input_ids=ids).logits[0, :-1].float(), -1)
+        return float(logp[torch.arange(ids.shape[1] - 1), ids[0, 1:]].sum())
+
+    for label in range(3):
+        ll = [[log_likelihood(t, c) for c in range(3)] for t in texts]
+        want = [row[label] - max(v for c, v in enumerate(row) if c != label) for row in ll]
+        got = gen.class_margins(texts, label, "cpu", batch_size=2)  # micro-batches of mixed lengths
+        assert got == pytest.approx(want, abs=1e-3)
+        assert len(set(round(v, 3) for v in got)) == 3
+
+
+def test_class_filter_keeps_the_generators_most_class_typical_share(glue_dir, tiny_gpt, tiny_bert, tmp_path):
+    from dilmbench.errors import DilmbenchError
+    from dilmbench.methods.dilm import Generator
+
+    m = METHODS.get("dilm_vanilla")(**tiny_config(tiny_gpt, tiny_bert, class_filter=0.25))
+    m._gen = Generator.from_pretrained(tiny_gpt, num_labels=2)
+    with torch.no_grad():
+        m._gen.model.get_input_embeddings().weight[m._gen.class_ids[1]] += 1.0
+    cand = [(f"text number {i} " + "word " * (i % 5),) for i in range(12)]
+    margins = m._gen.class_margins(cand, 1, "cpu")
+    kept = m.filter_by_class(cand, 1, dpc=2, share=0.25, device="cpu")
+    best = sorted(sorted(range(12), key=lambda i: -margins[i])[:3])
+    assert kept == [cand[i] for i in best]  # the top quarter, in sampling order
+    assert len(m.filter_by_class(cand, 1, dpc=5, share=0.25, device="cpu")) == 5  # never fewer than DPC
+    with pytest.raises(DilmbenchError, match="class_filter must be a share"):
+        m.filter_by_class(cand, 1, dpc=2, share=1.5, device="cpu")
+    # off (None) the option leaves the identity finished sets were made under; on, it is part of it
+    plain = METHODS.get("dilm_vanilla")(**tiny_config(tiny_gpt, tiny_bert)).identity()
+    assert "class_filter" not in plain["config"] and m.identity()["config"]["class_filter"] == 0.25

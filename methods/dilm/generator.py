@@ -181,6 +181,33 @@ class Generator:
                     losses[part, c] = self.example_losses([seqs[j] for j in part], device).float().cpu().numpy()
         return float((losses.argmin(1) == np.asarray(labels)).mean())
 
+    def class_margins(self, texts: list[tuple[str, ...]], label: int, device, batch_size: int = 32) -> np.ndarray:
+        """How much more likely each text is under class ``label`` than under the likeliest other class, in nats:
+        log p(x | label) - max over c != label of log p(x | c), from the summed token log-likelihoods (the text, its
+        separator and eos). Positive: the generator itself would classify the text as ``label``."""
+        import torch
+
+        from dilmbench.finetune import micro_batches
+
+        self.model.eval()
+        ll = np.zeros((len(texts), self.num_labels))
+        saved, self.loss_norm = self.loss_norm, "reference"
+        try:
+            with torch.inference_mode():
+                for c in range(self.num_labels):
+                    seqs = [self.encode_example(t, c, None) for t in texts]
+                    longest = max(len(s) for s in seqs)
+                    for part in micro_batches([len(s) for s in seqs], batch_size * longest):
+                        part_seqs = [seqs[j] for j in part]
+                        padded = reference_padded_length([len(s) for s in part_seqs])
+                        # reference losses are sums / (padded - 1): undo the division to get the summed CE
+                        ll[part, c] = -(self.example_losses(part_seqs, device, padded).float().cpu().numpy()
+                                        * (padded - 1))
+        finally:
+            self.loss_norm = saved
+        others = np.delete(ll, label, axis=1)
+        return ll[:, label] - others.max(1)
+
     def sample(self, label: int, n: int, n_fields: int, seed: int, top_p: float, top_k: int, max_new_tokens: int,
                batch_size: int, device, min_acceptance: float = 0.02) -> tuple[list[tuple[str, ...]], list[list[int]]]:
         """n sampled examples of a class. Every batch is a full batch; outputs that do not decode (a pair without its

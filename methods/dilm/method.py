@@ -23,6 +23,11 @@ on the dev split carved from train (results/quick-sst2-dilm-tune/README.md):
   start as identical copies of end-of-text stay nearly identical (measured: 0.03 apart after 300 steps);
 - the model's start token precedes the class token (``bos_prefix``): position 0 tends to act as an attention sink,
   and moving the class token to position 1 raised dev conditioning from 83.5% to 88.2%;
+- stage 3 keeps only the fifth of each class's samples that the generator itself finds most typical of their class
+  (``class_filter`` 0.2, :meth:`Generator.class_margins`) before k-centers, in the spirit of SuperGen's selection by
+  generation probability (Meng et al., NeurIPS 2022); the reference keeps every sample. A 135M generator trained on
+  6,400 examples still writes many neutral phrases ("the barbershop") under either class: on dev, judge agreement of
+  DPC-5 sets rose from 75.0% to 92.5% and their dev accuracy from 61.5 to 65.7 (4 sets each);
 - far fewer steps in both stages (400 LM steps of 16 at lr 1e-4; 10 x 5 matching updates at gm_lr 3e-6), shorter texts
   (64 tokens), 10 samples per kept text instead of 100.
 """
@@ -70,6 +75,9 @@ PAPER = {
     "gen_interval": 20, "pool_batches": 200, "n_clusters": 64,
     # stage 3: final sets. max_new_tokens "task": the reference's per-task total length minus the class token
     "sample_factor": 100, "top_p": 0.95, "top_k": 0, "gen_batch_size": 64, "max_new_tokens": "task",
+    # keep only this share of each class's samples, those the generator itself finds likeliest under their own class
+    # against the other classes (Generator.class_margins), before k-centers; None: off (the reference has no filter)
+    "class_filter": None,
     "select_backend": "sklearn",
     "ckpt_every": 500, "seed": 0, "bf16": True,
 }
@@ -82,6 +90,7 @@ QUICK = {
     "outer_loops": 10, "inner_loops": 5, "learner_steps": 20, "learner_batch_size": 64,
     "real_batch": 64, "repset_dpc": 64, "n_repsets": 3, "syn_batch": 16, "n_clusters": 16, "pool_batches": 10,
     "gen_interval": 5, "gm_lr": 3e-6, "sample_factor": 10, "gen_batch_size": 32, "max_new_tokens": 48,
+    "class_filter": 0.2,
     "ckpt_every": 50, "bf16": False,
 }
 
@@ -94,7 +103,9 @@ STAGE2_KEYS = {"learner", "learner_max_length", "outer_loops", "inner_loops", "l
                "gm_warmup_ratio", "gen_interval", "pool_batches", "n_clusters"}
 # Keys that change no trained weight: stage 3 only, or speed only.
 NOT_WEIGHTS = {"sample_factor", "top_p", "top_k", "gen_batch_size", "select_backend", "ckpt_every",
-               "lm_micro_batch_tokens"}
+               "lm_micro_batch_tokens", "class_filter"}
+# Options added after results existed; off (None), they stay out of the identity.
+LATER_OPTIONS = {"class_filter"}
 # The paper's QQP / MNLI real batches: 100 per class, 2 accumulated.
 PAIR_TASK_OVERRIDES = {"real_batch": 100, "real_accum": 2}
 
@@ -177,6 +188,8 @@ class DiLMMethod(Method):
         # without gradient matching the stage-2 settings change nothing, so they stay out of the identity (a new
         # gm_lr must not throw away dilm_vanilla's finished runs)
         cfg = self.config if self.config["gm"] else {k: v for k, v in self.config.items() if k not in STAGE2_KEYS}
+        # a stage-3 option added later and left off (class_filter None) keeps the identity finished sets were made under
+        cfg = {k: v for k, v in cfg.items() if not (k in LATER_OPTIONS and v is None)}
         return {"method": self.name, "config": cfg}
 
     def new_generator(self, ctx: MethodContext) -> Generator:
@@ -304,7 +317,9 @@ class DiLMMethod(Method):
             cand, _ = self._gen.sample(c, dpc * cfg["sample_factor"], n_fields, derive_seed(seed, "sample", c),
                                        cfg["top_p"], cfg["top_k"], max_new_tokens(cfg, ctx.task),
                                        cfg["gen_batch_size"], ctx.device)
-            if cfg["sample_factor"] > 1:
+            if cfg["class_filter"] is not None:
+                cand = self.filter_by_class(cand, c, dpc, cfg["class_filter"], ctx.device)
+            if len(cand) > dpc:
                 emb = encode(cand, encoder, enc_tok, pooling=ctx.pooling, device=ctx.device)
                 keep = k_centers(emb, dpc, seed=derive_seed(seed, "select", c), backend=cfg["select_backend"])
             else:
@@ -316,6 +331,16 @@ class DiLMMethod(Method):
                                    "generator_checkpoint": str(self._gen_dir),
                                    "generator_stage_seconds": self._stage_seconds, "encoder": ctx.encoder,
                                    "pooling": ctx.pooling})
+
+
+    def filter_by_class(self, cand: list, label: int, dpc: int, share: float, device) -> list:
+        """The ``share`` of candidates (at least dpc) with the largest class margin under the generator itself."""
+        if not 0 < share <= 1:
+            raise DilmbenchError(f"class_filter must be a share in (0, 1], got {share}")
+        margins = self._gen.class_margins(cand, label, device)
+        keep = max(dpc, int(np.ceil(share * len(cand))))
+        order = np.argsort(-margins, kind="stable")[:keep]
+        return [cand[i] for i in sorted(order)]
 
 
 class DiLMVanillaMethod(DiLMMethod):

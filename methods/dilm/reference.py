@@ -39,6 +39,7 @@ REFERENCE = {
     "top_k": (0, "dc.yaml generator.top_k null (no top-k)"),
     "max_new_tokens": ("task", "dataset_attrs.py max_length 68 / 313 / 421 (SST-2 / QQP / MNLI), class token included"),
     "bf16": (True, "dc.yaml train.bf16"),
+    "class_filter": (None, "no filter: every over-sampled text goes to the k-centers selection"),
 }
 
 # ours that differ in the paper preset, and why
