@@ -98,7 +98,7 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
               "independent judge, share memorised from train, mean words, distinct-2.")
 def table(out, fmt, reference, task, evaluator, split, cards):
     """Print mean ± std per method x DPC (percent; std with ddof 0), with gain over random."""
-    from .tables import build_table, load_reference, load_results, render
+    from .tables import build_table, data_notes, load_reference, load_results, render
 
     if split == "dev" and reference:
         raise DilmbenchError("--reference compares with published evaluation-split numbers; not with --split dev")
@@ -115,6 +115,13 @@ def table(out, fmt, reference, task, evaluator, split, cards):
         raise DilmbenchError("no results match the filters")
     ref = load_reference(reference) if reference else None
     click.echo(render(build_table(df, ref), fmt))
+    notes = data_notes(df)  # what data each column was made on (a subset pool must not pass for GLUE)
+    if fmt == "markdown":
+        click.echo("\nData:\n" + "\n".join(f"- {n}" for n in notes))
+    elif fmt == "latex":
+        click.echo("\n".join(f"% {n}" for n in notes))
+    else:
+        click.echo("\n".join(f"data: {n}" for n in notes), err=True)
     if cards:
         from .tables import build_cards_table, load_cards
 

@@ -80,3 +80,23 @@ def model_revision(model_id: str) -> str | None:
 def environment_summary() -> dict:
     return {"versions": package_versions(), "git_commit": git_commit(), "argv": sys.argv[1:],
             "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE")}
+
+
+@lru_cache(maxsize=64)
+def embedded_files_unchanged(commit: str | None, files: tuple[str, ...]) -> bool:
+    """Whether the package's data files (paths relative to the repository) at git ``commit`` are byte for byte the
+    files there now (equal git blob ids): the proof that a result made at that commit read the data read now."""
+    if not commit:
+        return False
+    root = Path(__file__).resolve().parent.parent
+    commit = commit.split("+")[0]
+    try:
+        for f in files:
+            then = subprocess.run(["git", "rev-parse", f"{commit}:{f}"], cwd=root, capture_output=True, text=True,
+                                  timeout=10)
+            now = subprocess.run(["git", "hash-object", f], cwd=root, capture_output=True, text=True, timeout=30)
+            if then.returncode or now.returncode or then.stdout.strip() != now.stdout.strip():
+                return False
+        return bool(files)
+    except (OSError, subprocess.SubprocessError):
+        return False

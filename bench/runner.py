@@ -86,21 +86,36 @@ def runs_dir(split: str) -> str:
     return "runs" if split == "eval" else f"runs-{split}"
 
 
-def result_status(path: Path, config_hash: str) -> str:
-    """'missing', 'done' (complete, same config), 'incomplete' (truncated or not ours) or 'other-config'."""
+def result_status(path: Path, config_hash: str, data_id: str | None = None) -> str:
+    """'missing', 'done' (complete, same config, same data), 'incomplete' (truncated or not ours), 'other-config',
+    'other-data' (same config, made on data with another fingerprint) or 'no-fingerprint' (made before results
+    recorded their data's fingerprint; see Runner._prove_data)."""
     if not path.exists():
         return "missing"
     done = read_result(path)
     if done is None:
         return "incomplete"
-    return "done" if done.get("config_hash") == config_hash else "other-config"
+    if done.get("config_hash") != config_hash:
+        return "other-config"
+    recorded = result_data_id(done)
+    if data_id is None or recorded == data_id:
+        return "done"
+    return "no-fingerprint" if recorded is None else "other-data"
+
+
+def result_data_id(record: dict) -> str | None:
+    """The fingerprint id of the data a result was made on (TaskData.fingerprint), None if it records none."""
+    return ((record.get("data") or {}).get("fingerprint") or {}).get("id")
 
 
 # which existing results each --overwrite mode runs again ("other-config" under only-missing stops the run instead)
+CHANGED = {"other-config", "other-data", "no-fingerprint"}  # finished, but not under what this run would use
 REDO = {"never": {"missing"}, "only-missing": {"missing", "incomplete"},
-        "changed": {"missing", "incomplete", "other-config"}, "always": {"missing", "incomplete", "other-config", "done"}}
+        "changed": {"missing", "incomplete", *CHANGED}, "always": {"missing", "incomplete", *CHANGED, "done"}}
 OVERWRITE_MODES = tuple(REDO)  # (the CLI's --overwrite choices: bench/cli.py keeps its imports light)
-REPLACING = {"incomplete": "it is not a complete result", "other-config": "it was made under another configuration"}
+REPLACING = {"incomplete": "it is not a complete result", "other-config": "it was made under another configuration",
+             "other-data": "it was made on other data (another fingerprint)",
+             "no-fingerprint": "it records no data fingerprint and its data cannot be proven the same"}
 
 
 @dataclass
@@ -188,6 +203,7 @@ class Runner:
                         raise DilmbenchError(f"DPC {max(cfg['dpc'])} is larger than class '{task.label_names[c]}' of {task.name} ({n_c} examples in the pool)")
             if len(getattr(data, split)) == 0:
                 raise DilmbenchError(f"cannot score on the {split} split of {task.name}: it is empty (dev_size is 0)")
+            fingerprint = data.fingerprint()
             eval_ident = {k: v for k, v in self.evaluator.identity()["config"].items() if k != "learners"}
             eval_code = {k: v for k, v in self.evaluator.identity().items() if k in ("version", "source_sha256")}
             for spec in self.specs:
@@ -216,16 +232,19 @@ class Runner:
                                 run_ident["score_split"] = split
                             path = self.run_path(task.name, spec.label, learner, dpc, set_index, init)
                             run_hash = stable_hash(run_ident)
-                            status = result_status(path, run_hash)
-                            if status == "other-config" and self.overwrite == "only-missing":
-                                in_the_way.append(path)
+                            status = result_status(path, run_hash, fingerprint["id"])
+                            if status == "no-fingerprint" and self._prove_data(path, data):
+                                status = "done"
+                            if status in CHANGED and self.overwrite == "only-missing":
+                                in_the_way.append((path, status))
                             runs.append(PlannedRun(learner, init, path, run_hash, run_ident, status))
                     planned.append(PlannedSet(dpc, set_index, given, ident, set_hash, runs))
                 plan.append((task, data, load_s, spec, planned))
         if in_the_way:
+            path, why = in_the_way[0]
             raise DilmbenchError(
-                f"{len(in_the_way)} finished result(s) in {self.out} were made under another configuration "
-                f"(e.g. {in_the_way[0]}); use another --out, or --overwrite changed to replace them")
+                f"{len(in_the_way)} finished result(s) in {self.out} do not match this run "
+                f"(e.g. {path}: {REPLACING[why]}); use another --out, or --overwrite changed to replace them")
         return plan
 
     def run(self) -> dict:
@@ -294,7 +313,7 @@ class Runner:
                         "models": {"learner": {"id": learner, "revision": model_revision(learner)},
                                    **({"encoder": {"id": cfg["encoder"], "revision": model_revision(cfg["encoder"]),
                                                    "pooling": cfg["pooling"]}} if method.needs_embeddings else {})},
-                        "data": data.provenance(),
+                        "data": {**data.provenance(), "fingerprint": data.fingerprint()},
                         "environment": env, "device": dev, "timing_s": timing,
                         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     }
@@ -349,6 +368,28 @@ class Runner:
         except (OSError, ValueError, DilmbenchError):
             return None, None
         return (ts, meta) if ts.content_hash() == meta.get("content_hash") else (None, None)
+
+    @staticmethod
+    def _prove_data(path: Path, data) -> bool:
+        """A finished result from before results recorded their data's fingerprint keeps its place only if its data
+        is provably the data read now: the package's embedded files, unchanged since the git commit the result
+        records. Then it gets the fingerprint (and says how it got it); anything else must be made again."""
+        from .provenance import embedded_files_unchanged
+        from .tasks import EMBEDDED_DIR
+
+        record = read_result(path)
+        if record is None or data.source != "embedded" or (record.get("data") or {}).get("source") != "embedded":
+            return False
+        commit = (record.get("environment") or {}).get("git_commit")
+        root = EMBEDDED_DIR.parents[2]  # the repository: bench/data/glue -> .
+        files = tuple(str(p.relative_to(root)) for p in sorted((EMBEDDED_DIR / data.task.hub_config).glob("*.parquet")))
+        if not embedded_files_unchanged(commit, files):
+            return False
+        record["data"] = {**record["data"], "fingerprint": data.fingerprint(),
+                          "fingerprint_source": f"added later: the embedded data files at commit {commit} are the "
+                                                f"files read now (equal git blobs)"}
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
+        return True
 
     def _backfill_card(self, cell, spec, mctx) -> None:
         """A finished cell's set file written before sets had cards gets its card (nothing else changes)."""

@@ -23,7 +23,8 @@ def load_results(out: str | Path, split: str = "eval") -> pd.DataFrame:
             continue
         rows.append({"task": rec["task"], "method": rec["method"], "dpc": rec["dpc"], "evaluator": rec["evaluator"],
                      "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
-                     "score": rec["score"], "set_path": rec.get("textset", {}).get("path")})
+                     "score": rec["score"], "set_path": rec.get("textset", {}).get("path"),
+                     "data": _data_label(rec), "data_note": _data_note(rec)})
     if not rows:
         if unreadable:
             raise DilmbenchError(f"no readable results under '{root}': {len(unreadable)} file(s) are truncated or not "
@@ -32,6 +33,35 @@ def load_results(out: str | Path, split: str = "eval") -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df.attrs["unreadable"] = unreadable
     return df
+
+
+def _data_label(rec: dict) -> str:
+    from .runner import result_data_id
+
+    return result_data_id(rec) or "unrecorded"
+
+
+def _data_note(rec: dict) -> str:
+    """One line on what data a result was made on: its fingerprint, rows, and whether it is the complete split."""
+    data = rec.get("data") or {}
+    fp = data.get("fingerprint")
+    if not fp:
+        return "no data fingerprint recorded (made before results recorded one)"
+    rows = f"pool {fp['pool']['rows']:,}, dev {fp['dev']['rows']:,}, {data.get('eval_split', 'eval')} {fp['eval']['rows']:,}"
+    if fp.get("complete") is False:
+        (tr, tr_full), (ev, ev_full) = fp["of_full"]["train"], fp["of_full"]["eval"]
+        return (f"SUBSET, not the paper's setting: train {tr:,} of {tr_full:,} rows, {data.get('eval_split', 'eval')} "
+                f"{ev:,} of {ev_full:,} ({rows}; source {data.get('source')})")
+    whole = "complete train and evaluation splits" if fp.get("complete") else "sizes of the full splits unknown"
+    return f"{whole} ({rows}; source {data.get('source')})"
+
+
+def data_notes(df: pd.DataFrame) -> list[str]:
+    """'task [data id]: what it is', one line per data a table's results were made on."""
+    out = []
+    for (task, data), g in df.groupby(["task", "data"]):
+        out.append(f"{task} data {data}: {g['data_note'].iloc[0]}")
+    return out
 
 
 REFERENCE_COLUMNS = ["task", "learner", "method", "dpc", "mean", "std"]
@@ -58,7 +88,9 @@ def load_reference(name: str) -> pd.DataFrame:
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    g = df.groupby(["task", "evaluator", "learner", "method", "dpc"])["score"]
+    """mean, std (ddof 0) and n per cell; runs made on different data (fingerprints) are never one cell."""
+    keys = ["task", "evaluator", "learner", "method", "dpc"] + (["data"] if "data" in df.columns else [])
+    g = df.groupby(keys)["score"]
     return g.agg(mean="mean", std=lambda s: float(s.std(ddof=0)), n="count").reset_index()
 
 
@@ -72,7 +104,11 @@ def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baselin
     learner = s["learner"].map(_short)
     if s["evaluator"].nunique() > 1:  # the same model may be fine-tuned and prompted: keep the columns apart
         learner = s["evaluator"] + ":" + learner
-    s["column"] = s["task"] + " / " + learner + " / DPC " + s["dpc"].astype(str)
+    task = s["task"]
+    if "data" in s.columns:  # a task whose results were made on more than one data gets a column group per data
+        several = s.groupby("task")["data"].transform("nunique") > 1
+        task = task.where(~several, task + " [data " + s["data"] + "]")
+    s["column"] = task + " / " + learner + " / DPC " + s["dpc"].astype(str)
     keys = {c: (t, e, _short(str(l)), int(d)) for c, t, e, l, d in
             zip(s["column"], s["task"], s["evaluator"], s["learner"], s["dpc"])}
     s["cell"] = [f"{100 * m:.1f} ± {100 * sd:.1f} (n={n})" for m, sd, n in zip(s["mean"], s["std"], s["n"])]

@@ -60,6 +60,8 @@ class Task:
     eval_split: str
     # the name of one of METRICS, or a callable (labels, preds) -> {"score": headline, other metrics...}
     metric: str | Callable = "accuracy"
+    # rows of the complete train and evaluation splits (GLUE's), so a result made on fewer rows says it is a subset
+    full_rows: dict | None = None
 
     @property
     def num_labels(self) -> int:
@@ -126,17 +128,20 @@ TASKS: TaskRegistry = TaskRegistry({
         name="sst2", description="GLUE SST-2: binary sentiment of movie-review phrases",
         hub_id="nyu-mll/glue", hub_config="sst2", revision=GLUE_REVISION,
         text_fields=("sentence",), label_names=("negative", "positive"),
-        train_split="train", eval_split="validation", metric="accuracy"),
+        train_split="train", eval_split="validation", metric="accuracy",
+        full_rows={"train": 67_349, "validation": 872}),
     "qqp": Task(
         name="qqp", description="GLUE QQP: are two Quora questions duplicates (score: mean of accuracy and F1)",
         hub_id="nyu-mll/glue", hub_config="qqp", revision=GLUE_REVISION,
         text_fields=("question1", "question2"), label_names=("not_duplicate", "duplicate"),
-        train_split="train", eval_split="validation", metric="acc_f1_mean"),
+        train_split="train", eval_split="validation", metric="acc_f1_mean",
+        full_rows={"train": 363_846, "validation": 40_430}),
     "mnli": Task(
         name="mnli", description="GLUE MNLI (matched): entailment / neutral / contradiction",
         hub_id="nyu-mll/glue", hub_config="mnli", revision=GLUE_REVISION,
         text_fields=("premise", "hypothesis"), label_names=("entailment", "neutral", "contradiction"),
-        train_split="train", eval_split="validation_matched", metric="accuracy"),
+        train_split="train", eval_split="validation_matched", metric="accuracy",
+        full_rows={"train": 392_702, "validation_matched": 9_815}),
 })
 
 
@@ -165,7 +170,8 @@ def _parquet_files(root: Path, task: Task, split: str) -> list[str]:
 
 
 @lru_cache(maxsize=16)
-def _load_split_cached(task_name: str, split: str, source: str):
+def _load_split_cached(task_name: str, split: str, source: str, stamp: tuple = ()):
+    # (stamp: the local files' sizes and modification times, so a file changed within one process is read again)
     import datasets
 
     task = TASKS[task_name]
@@ -192,7 +198,12 @@ def _load_split_cached(task_name: str, split: str, source: str):
 
 
 def load_split(task: Task, split: str, source: str | None = None):
-    return _load_split_cached(task.name, split, resolve_source(source))
+    source = resolve_source(source)
+    stamp = ()
+    if source != "hub":
+        files = _parquet_files(EMBEDDED_DIR if source == "embedded" else Path(source), task, split)
+        stamp = tuple((f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files)
+    return _load_split_cached(task.name, split, source, stamp)
 
 
 @dataclass
@@ -233,6 +244,29 @@ class TaskData:
         if (name, split) not in self._columns:
             self._columns[(name, split)] = ds[name]
         return self._columns[(name, split)]
+
+    def fingerprint(self) -> dict:
+        """What the data is, not where it came from: per split (pool, dev, eval) its rows and a content hash of its
+        texts and labels, and whether the train and evaluation splits are complete (the task's ``full_rows``) or a
+        subset. Two results with different fingerprints were made on different data."""
+        if "fingerprint" not in self._columns:
+            fp = {}
+            for split in ("pool", "dev", "eval"):
+                h = hashlib.sha256(texts_fingerprint(self.texts(split)).encode())
+                h.update(self.labels(split).astype("<i8").tobytes())
+                fp[split] = {"rows": len(getattr(self, split)), "sha256": h.hexdigest()[:16]}
+            full = self.task.full_rows
+            if full:
+                train_rows = fp["pool"]["rows"] + fp["dev"]["rows"]
+                fp["complete"] = (train_rows == full.get(self.task.train_split)
+                                  and fp["eval"]["rows"] == full.get(self.task.eval_split))
+                fp["of_full"] = {"train": [train_rows, full.get(self.task.train_split)],
+                                 "eval": [fp["eval"]["rows"], full.get(self.task.eval_split)]}
+            else:
+                fp["complete"] = None  # a task without known full sizes
+            fp["id"] = hashlib.sha256("|".join(fp[s]["sha256"] for s in ("pool", "dev", "eval")).encode()).hexdigest()[:12]
+            self._columns["fingerprint"] = fp
+        return self._columns["fingerprint"]
 
     def provenance(self) -> dict:
         return {"source": self.source, "hub_id": self.task.hub_id, "hub_config": self.task.hub_config,

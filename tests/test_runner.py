@@ -83,7 +83,7 @@ def test_changed_protocol_stops_unless_told_to_replace(glue_dir, tiny_bert, tmp_
     (_runs(out)[1]).unlink()  # one run missing: even it is not run, the whole grid is checked first
     cfg["evaluator_options"]["finetune"]["steps"] = 4
     # a finished result made under another configuration would be destroyed: stop before anything runs
-    with pytest.raises(DilmbenchError, match=r"1 finished result\(s\) in .* another configuration .*--overwrite changed"):
+    with pytest.raises(DilmbenchError, match=r"1 finished result\(s\) in .* another configuration\).*--overwrite changed"):
         Runner(cfg, out, progress=False).run()
     assert len(_runs(out)) == 1 and all(p.read_text() == before[p] for p in out.rglob("*") if p.is_file())
     res = CliRunner().invoke(main, ["run", "--preset", "quick", "--task", "sst2", "--methods", "random", "--dpc", "2",
@@ -516,3 +516,73 @@ def test_progress_off_a_terminal_is_plain_lines_with_an_eta():
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
     assert lines[0] == "fine-tune steps: 3/6 after 40 s, ETA 40 s (loss=0.5)"  # 3 steps in 40 s: 3 more
     assert lines[-1].startswith("fine-tune steps: 6/6 after") and "ETA" not in lines[-1]
+
+
+def test_results_record_their_data_and_do_not_outlive_a_change_to_it(glue_dir, tiny_bert, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    data = tmp_path / "glue"
+    shutil.copytree(glue_dir, data)
+    out = tmp_path / "out"
+    cfg = _cfg(data, tiny_bert, methods=["random"], dpc=[2], sets=1, inits=1)
+    Runner(cfg, out, progress=False).run()
+    fp = read_result(_runs(out)[0])["data"]["fingerprint"]
+    assert fp["pool"]["rows"] + fp["dev"]["rows"] == 120 and fp["eval"]["rows"] == 40
+    # the fixture is far smaller than GLUE's SST-2: the result says it is a subset, and so does the table
+    assert fp["complete"] is False and fp["of_full"]["train"] == [120, 67_349]
+    res = CliRunner().invoke(main, ["table", "--out", str(out)])
+    assert res.exit_code == 0 and f"sst2 data {fp['id']}: SUBSET, not the paper's setting: train 120 of 67,349" in res.output
+    # one train text edited, same number of rows: the finished result is no longer valid for this data
+    train = data / "sst2" / "train-00000-of-00001.parquet"
+    rows = pd.read_parquet(train)
+    rows.loc[rows.index[-1], "sentence"] += " indeed"
+    rows.to_parquet(train)
+    with pytest.raises(DilmbenchError, match=r"1 finished result\(s\) .*made on other data"):
+        Runner(cfg, out, progress=False).run()
+    said = []
+    assert Runner(cfg, out, overwrite="changed", progress=False, log=said.append).run()["done"] == 1
+    assert any("made on other data" in m for m in said)
+    assert read_result(_runs(out)[0])["data"]["fingerprint"]["id"] != fp["id"]
+
+
+def test_runs_on_different_data_are_never_one_cell():
+    import pandas as pd
+
+    from dilmbench.tables import build_table
+
+    df = pd.DataFrame({"task": "qqp", "evaluator": "finetune", "learner": "m", "method": "random", "dpc": 5,
+                       "set": [0, 1, 0, 1], "init": 0, "score": [0.5, 0.7, 0.8, 0.8],
+                       "data": ["aaa", "aaa", "bbb", "bbb"], "data_note": "x"})
+    t = build_table(df)
+    assert list(t.columns) == ["qqp [data aaa] / m / DPC 5", "qqp [data bbb] / m / DPC 5"]
+    assert list(t.loc["random"]) == ["60.0 ± 10.0 (n=2)", "80.0 ± 0.0 (n=2)"]
+
+
+def test_a_result_from_before_fingerprints_keeps_its_place_only_if_its_data_is_provably_the_same(tiny_bert, tmp_path):
+    from dilmbench.provenance import git_commit
+
+    head = git_commit()
+    if head is None:
+        pytest.skip("not a git checkout: the proof reads the embedded data's git history")
+    out = tmp_path / "out"
+    cfg = build_config("quick", overrides={"tasks": ["sst2"], "methods": ["random"], "dpc": [2], "sets": 1, "inits": 1,
+                                           "encoder": tiny_bert, "pooling": "mean", "data_source": "embedded",
+                                           "evaluator_options": {"finetune": {"learners": [tiny_bert], "steps": 1}}})
+    Runner(cfg, out, progress=False).run()
+    path = _runs(out)[0]
+
+    def from_before(commit):  # as a result written before results recorded their data's fingerprint
+        rec = read_result(path)
+        rec["data"].pop("fingerprint")
+        rec["environment"]["git_commit"] = commit
+        path.write_text(json.dumps(rec))
+
+    from_before(head)  # the embedded files then are the files now: kept, and it says how it got its fingerprint
+    assert Runner(cfg, out, progress=False).run()["done"] == 0
+    rec = read_result(path)
+    assert rec["data"]["fingerprint"]["complete"] is True and "equal git blobs" in rec["data"]["fingerprint_source"]
+    from_before("0" * 40)  # a commit this checkout does not have: nothing proves what it read
+    with pytest.raises(DilmbenchError, match="records no data fingerprint and its data cannot be proven the same"):
+        Runner(cfg, out, progress=False).run()
