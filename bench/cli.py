@@ -1,9 +1,10 @@
-"""The `dilmbench` command: run, table, ls."""
+"""The `dilmbench` command: run, table, plot, report, validate, ls."""
 from __future__ import annotations
 
 import sys
 
 import click
+from pathlib import Path
 
 from .errors import DilmbenchError
 
@@ -68,11 +69,8 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
     for p in plugins:
         names = load_plugin(p)
         click.echo(f"plugin {p}: registered {', '.join(names)}", err=True)
-    overrides = {"tasks": _csv(tasks), "methods": _csv(methods), "dpc": _csv(dpc), "sets": sets, "inits": inits,
-                 "evaluator": evaluator, "encoder": encoder, "pooling": pooling,
-                 "data_source": data_dir or data_source, "dev_size": dev_size, "seed": seed, "device": device,
-                 "score_split": score_split}
-    cfg = set_evaluator_options(build_config(preset, config_file, overrides), learners=_csv(learners), steps=steps)
+    cfg = _run_config(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder,
+                      pooling, data_dir, data_source, dev_size, seed, device, score_split)
     t0 = time.perf_counter()
     runner = Runner(cfg, out, overwrite=overwrite, progress=not no_progress)
     counts = runner.run()
@@ -84,6 +82,23 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
     if runner.phases:
         split = ", ".join(f"{k} {v:.0f}s" for k, v in sorted(runner.phases.items(), key=lambda kv: -kv[1]))
         click.echo(f"time by phase: {split}; loading and planning {max(0.0, elapsed - sum(runner.phases.values())):.0f}s")
+
+
+_RUN_CONFIG_KEYS = ("preset", "config_file", "tasks", "methods", "dpc", "sets", "inits", "learners", "steps",
+                    "evaluator", "encoder", "pooling", "data_dir", "data_source", "dev_size", "seed", "device",
+                    "score_split")
+
+
+def _run_config(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling,
+                data_dir, data_source, dev_size, seed, device, score_split) -> dict:
+    """`dilmbench run`'s options -> the run config (shared with `validate --expect`)."""
+    from .config import build_config, set_evaluator_options
+
+    overrides = {"tasks": _csv(tasks), "methods": _csv(methods), "dpc": _csv(dpc), "sets": sets, "inits": inits,
+                 "evaluator": evaluator, "encoder": encoder, "pooling": pooling,
+                 "data_source": data_dir or data_source, "dev_size": dev_size, "seed": seed, "device": device,
+                 "score_split": score_split}
+    return set_evaluator_options(build_config(preset, config_file, overrides), learners=_csv(learners), steps=steps)
 
 
 @main.command()
@@ -131,6 +146,79 @@ def table(out, fmt, reference, task, evaluator, split, cards):
         if missing:
             click.echo(f"{len(missing)} set(s) have no card (made before cards, e.g. {missing[0]}): rerun the same "
                        "`dilmbench run` command to add them")
+
+
+@main.command()
+@click.option("--out", default="results", show_default=True, type=click.Path(), help="Directory holding runs/.")
+@click.option("--to", "to", default=None, type=click.Path(), help="Where the figures go (default: <out>/plots).")
+@click.option("--reference", default=None, help="'paper' or a CSV: its curve dashed where a panel has one.")
+@click.option("--split", "split", type=click.Choice(["eval", "dev"]), default="eval", show_default=True)
+def plot(out, to, reference, split):
+    """Accuracy against DPC per method with std error bars, the random baseline marked, one panel per task x
+    learner: PNG and PDF."""
+    from .plots import plot as draw
+    from .tables import load_reference, load_results
+
+    df = load_results(out, split)
+    paths = draw(df, to or Path(out) / "plots", load_reference(reference) if reference else None)
+    click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+@main.command()
+@click.argument("results", default="results", type=click.Path())
+@click.option("--out", "site", required=True, type=click.Path(), help="Folder for the page (index.html and figures).")
+@click.option("--reference", default=None, help="'paper' or a CSV: its numbers in the table, dashed in the plot.")
+@click.option("--split", "split", type=click.Choice(["eval", "dev"]), default="eval", show_default=True)
+def report(results, site, reference, split):
+    """One static HTML page for a results folder: table, plot, checks, set cards, provenance and cost per cell, and
+    a browser of every text set's texts."""
+    from .report import build_report
+
+    click.echo(f"wrote {build_report(results, site, reference, split)}")
+
+
+@main.command()
+@click.argument("results", default="results", type=click.Path())
+@click.option("--expect", default=None, help="The options of the `dilmbench run` command whose grid must be complete, "
+              "e.g. \"--preset quick --methods random,herding --dpc 5,10,20 --sets 10\"; without it, the grid the "
+              "results imply.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+def validate(results, expect, as_json):
+    """Check a results folder as a whole: every file a complete result of the current schema, provenance complete,
+    one configuration, one data and distinct seeds per cell, every text set there and unchanged, dev scores kept
+    apart, and the grid complete. Exit 0 when all holds, 1 with the list otherwise."""
+    import json
+    import shlex
+
+    from .validate import render_report
+    from .validate import validate as check
+
+    grid = None
+    if expect is not None:
+        try:
+            ctx = run.make_context("run", shlex.split(expect))
+        except click.exceptions.ClickException as exc:
+            raise DilmbenchError(f"--expect is not a valid `dilmbench run` command line: {exc.format_message()}") from exc
+        try:
+            grid = _expected_grid(_run_config(**{k: v for k, v in ctx.params.items() if k in _RUN_CONFIG_KEYS}))
+        except DilmbenchError as exc:
+            raise DilmbenchError(f"--expect: {exc}") from exc
+    report = check(results, grid)
+    click.echo(json.dumps(report, indent=1) if as_json else render_report(report))
+    if not report["ok"]:
+        raise SystemExit(1)
+
+
+def _expected_grid(cfg: dict) -> dict:
+    """The runs a run config would write, as validate's ``expect`` (given sets, file:, are not predicted)."""
+    from .config import evaluator_options
+    from .registry import EVALUATORS
+
+    ev = EVALUATORS.get(cfg["evaluator"]).for_preset(cfg.get("preset"), **evaluator_options(cfg))
+    methods = [m for m in cfg["methods"] if ":" not in m]
+    return {"split": cfg.get("score_split", "eval"), "tasks": cfg["tasks"], "methods": methods,
+            "evaluator": ev.name, "learners": ev.learners(), "dpc": cfg["dpc"], "sets": cfg["sets"],
+            "inits": cfg["inits"]}
 
 
 @main.command(name="ls")

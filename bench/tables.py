@@ -24,7 +24,7 @@ def load_results(out: str | Path, split: str = "eval") -> pd.DataFrame:
         rows.append({"task": rec["task"], "method": rec["method"], "dpc": rec["dpc"], "evaluator": rec["evaluator"],
                      "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
                      "score": rec["score"], "set_path": rec.get("textset", {}).get("path"),
-                     "data": _data_label(rec), "data_note": _data_note(rec)})
+                     "data": _data_label(rec), "data_note": _data_note(rec), "cell_config": _cell_config(rec)})
     if not rows:
         if unreadable:
             raise DilmbenchError(f"no readable results under '{root}': {len(unreadable)} file(s) are truncated or not "
@@ -33,6 +33,12 @@ def load_results(out: str | Path, split: str = "eval") -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df.attrs["unreadable"] = unreadable
     return df
+
+
+def _cell_config(rec: dict) -> str:
+    from .validate import cell_configuration
+
+    return cell_configuration(rec)
 
 
 def _data_label(rec: dict) -> str:
@@ -90,8 +96,11 @@ def load_reference(name: str) -> pd.DataFrame:
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """mean, std (ddof 0) and n per cell; runs made on different data (fingerprints) are never one cell."""
     keys = ["task", "evaluator", "learner", "method", "dpc"] + (["data"] if "data" in df.columns else [])
-    g = df.groupby(keys)["score"]
-    return g.agg(mean="mean", std=lambda s: float(s.std(ddof=0)), n="count").reset_index()
+    g = df.groupby(keys)
+    out = g["score"].agg(mean="mean", std=lambda s: float(s.std(ddof=0)), n="count")
+    # more than one configuration in a cell (a grid half rerun under a new setting): shown, never silent
+    out["configs"] = g["cell_config"].nunique() if "cell_config" in df.columns else 1
+    return out.reset_index()
 
 
 def _short(model: str) -> str:
@@ -111,7 +120,8 @@ def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baselin
     s["column"] = task + " / " + learner + " / DPC " + s["dpc"].astype(str)
     keys = {c: (t, e, _short(str(l)), int(d)) for c, t, e, l, d in
             zip(s["column"], s["task"], s["evaluator"], s["learner"], s["dpc"])}
-    s["cell"] = [f"{100 * m:.1f} ± {100 * sd:.1f} (n={n})" for m, sd, n in zip(s["mean"], s["std"], s["n"])]
+    s["cell"] = [f"{100 * m:.1f} ± {100 * sd:.1f} (n={n})" + (f" MIXED: {k} configurations" if k > 1 else "")
+                 for m, sd, n, k in zip(s["mean"], s["std"], s["n"], s["configs"])]
     order = s.sort_values(["task", "evaluator", "learner", "dpc"])["column"].drop_duplicates().tolist()
     table = s.pivot_table(index="method", columns="column", values="cell", aggfunc="first")
     methods = sorted(table.index, key=lambda m: (m != baseline, m))

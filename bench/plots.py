@@ -1,0 +1,92 @@
+"""`dilmbench plot`: accuracy against DPC per method, one panel per task x evaluator/learner (and data, where a
+task's results were made on more than one), error bars = std (ddof 0), the random baseline marked as a shaded band,
+and the paper's curve dashed where a reference table has one for the panel. PNG and PDF, by matplotlib."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .tables import _short, summarize
+
+BASELINE = "random"
+
+
+def panels(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(title, summary rows) per panel, in a stable order."""
+    s = summarize(df)
+    if "data" not in s.columns:
+        s["data"] = "unrecorded"
+    several = s.groupby("task")["data"].transform("nunique") > 1
+    out = []
+    keys = ["task", "evaluator", "learner", "data"]
+    for (task, evaluator, learner, data), g in s.groupby(keys, sort=True):
+        title = f"{task} / {evaluator}: {_short(learner)}"
+        if several[g.index].any():
+            title += f" [data {data}]"
+        out.append((title, g))
+    return out
+
+
+def plot(df: pd.DataFrame, to: str | Path, reference: pd.DataFrame | None = None, name: str = "accuracy_vs_dpc",
+         columns: int = 3) -> list[Path]:
+    """Draw every panel into one figure; write ``<to>/<name>.png`` and ``.pdf``; return the paths."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(df, reference, columns)
+    to = Path(to)
+    to.mkdir(parents=True, exist_ok=True)
+    paths = [to / f"{name}.png", to / f"{name}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def figure(df: pd.DataFrame, reference: pd.DataFrame | None = None, columns: int = 3):
+    """The matplotlib figure: one panel per task x evaluator/learner (x data)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ps = panels(df)
+    methods = sorted({m for _, g in ps for m in g["method"]}, key=lambda m: (m != BASELINE, m))
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    ncol = min(columns, len(ps))
+    nrow = -(-len(ps) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.6 * nrow), squeeze=False)
+    for ax in axes.flat[len(ps):]:
+        ax.set_visible(False)
+    for ax, (title, g) in zip(axes.flat, ps):
+        dpcs = sorted(g["dpc"].unique())
+        shown = [m for m in methods if m in set(g["method"])]
+        for i, m in enumerate(shown):
+            r = g[g["method"] == m].sort_values("dpc")
+            # (each method's points a little apart on the log axis, so error bars do not hide one another)
+            shift = 2 ** (0.04 * (i - (len(shown) - 1) / 2)) if m != BASELINE else 1.0
+            x, y, e = r["dpc"].to_numpy() * shift, 100 * r["mean"].to_numpy(), 100 * r["std"].to_numpy()
+            if m == BASELINE:  # the baseline every method is read against: a band, not just a line
+                ax.fill_between(x, y - e, y + e, color="0.85", zorder=0, label=f"{m} ± std")
+                ax.plot(x, y, color="0.35", lw=2, ls=":", marker="s", zorder=1, label=m)
+            else:
+                ax.errorbar(x, y, yerr=e, color=colours[m], marker="o", capsize=3, lw=1.5, label=m, zorder=2)
+        if reference is not None:
+            task, evaluator, learner = g["task"].iloc[0], g["evaluator"].iloc[0], _short(g["learner"].iloc[0])
+            ref = reference[(reference["task"] == task) & (reference["evaluator"] == evaluator)
+                            & (reference["learner"].map(lambda v: _short(str(v))) == learner)
+                            & reference["dpc"].notna()]
+            for m, r in ref.groupby("method"):
+                r = r.sort_values("dpc")
+                ax.plot(r["dpc"], r["mean"], ls="--", lw=1.2, marker="x", color=colours.get(m, "0.2"),
+                        label=f"paper: {m}")
+        ax.set_title(title, fontsize=10)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(dpcs)
+        ax.set_xticklabels([str(d) for d in dpcs])
+        ax.set_xlabel("texts per class (DPC)")
+        ax.set_ylabel("score (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
