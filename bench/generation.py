@@ -35,9 +35,10 @@ class Sampling:
     top_p: float = 1.0
     top_k: int = 0  # 0: off
     stop: tuple[str, ...] = field(default_factory=tuple)  # the text ends before the first of these
+    min_new_tokens: int = 0  # end-of-text is not drawn before this many tokens (stop strings still end a text)
 
     def __post_init__(self):
-        if self.max_new_tokens < 1:
+        if self.max_new_tokens < 1 or not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise DilmbenchError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
             raise DilmbenchError(f"bad sampling parameters {self}")
@@ -216,11 +217,13 @@ class TextGenerator:
             done = np.zeros(len(idx), dtype=bool)
             past, cur, pos = None, ids, (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                for _ in range(s.max_new_tokens):
+                for step in range(s.max_new_tokens):
                     res = model(input_ids=cur, attention_mask=mask, position_ids=pos, past_key_values=past,
                                 use_cache=True)
                     past = res.past_key_values
                     logits = res.logits[:, -1].float()
+                    if step < s.min_new_tokens:
+                        logits[:, eos] = -float("inf")
                     if s.temperature == 0:
                         nxt = logits.argmax(-1).cpu()
                     else:
@@ -254,6 +257,7 @@ class TextGenerator:
 
         llm, _ = vllm_engine(self.model_id, self.device, self.dtype)
         params = [SamplingParams(n=1, seed=seed, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k or -1,
-                                 max_tokens=s.max_new_tokens, stop=list(s.stop) or None) for seed in seeds]
+                                 max_tokens=s.max_new_tokens, min_tokens=s.min_new_tokens, stop=list(s.stop) or None)
+                  for seed in seeds]
         outs = llm.generate(prompts, params, use_tqdm=False)
         return [(o.outputs[0].text, len(o.outputs[0].token_ids)) for o in outs]
