@@ -135,14 +135,27 @@ def micro_batches(lengths, max_tokens: int) -> list[np.ndarray]:
     return chunks
 
 
+def symmetric_cross_entropy(alpha: float = 0.1, beta: float = 1.0, log_zero: float = -4.0):
+    """Symmetric cross-entropy (Wang et al., ICCV 2019), robust to noisy labels: alpha * CE + beta * reverse CE, the
+    reverse CE being -sum_k p_k log q_k with the one-hot label as q and log 0 clipped to ``log_zero``, which is
+    -log_zero * (1 - p_y). -> a per-example loss function for train_classifier."""
+    import torch.nn.functional as F
+
+    def loss(logits, labels):
+        ce = F.cross_entropy(logits, labels, reduction="none")
+        p_y = logits.softmax(-1).gather(1, labels[:, None])[:, 0]
+        return alpha * ce + beta * (-log_zero) * (1 - p_y)
+
+    return loss
+
+
 def train_step(model, tokenizer, feats: list[dict], labels, opt, sched, recipe: FinetuneRecipe, device: str,
-               weights=None) -> float:
+               weights=None, loss_fn=None) -> float:
     """One optimisation step on one batch: loss = mean_i w_i * CE_i (w = 1 when unweighted).
 
     The batch's forward/backward may run as length-sorted micro-batches (recipe.micro_batch_tokens); each adds its
     share sum_i w_i CE_i / B to the gradient, so the step is the same as one padded batch, with less padding."""
     import torch
-    import torch.nn.functional as F
 
     n = len(feats)
     opt.zero_grad(set_to_none=True)
@@ -151,7 +164,7 @@ def train_step(model, tokenizer, feats: list[dict], labels, opt, sched, recipe: 
         batch = collate(tokenizer, [feats[i] for i in chunk], device)
         with autocast_for(device):
             logits = model(**batch).logits
-        losses = F.cross_entropy(logits.float(), labels[chunk].to(device), reduction="none")
+        losses = (loss_fn or _cross_entropy)(logits.float(), labels[chunk].to(device))
         if weights is not None:
             losses = losses * weights[chunk].to(device)
         loss = losses.sum() / n
@@ -164,9 +177,16 @@ def train_step(model, tokenizer, feats: list[dict], labels, opt, sched, recipe: 
     return total
 
 
+def _cross_entropy(logits, labels):
+    import torch.nn.functional as F
+
+    return F.cross_entropy(logits, labels, reduction="none")
+
+
 def train_classifier(model, tokenizer, texts: list[tuple[str, ...]], labels, recipe: FinetuneRecipe, seed: int,
-                     device: str, weights=None, progress: bool = False) -> list[float]:
-    """Fine-tune ``model`` on a text set with the recipe; returns the per-step losses."""
+                     device: str, weights=None, progress: bool = False, loss_fn=None) -> list[float]:
+    """Fine-tune ``model`` on a text set with the recipe; returns the per-step losses. ``loss_fn(logits, labels)``
+    -> per-example losses (default cross-entropy; e.g. symmetric_cross_entropy())."""
     import torch
 
     from .progress import progress as progress_bar
@@ -182,8 +202,26 @@ def train_classifier(model, tokenizer, texts: list[tuple[str, ...]], labels, rec
     for _ in progress_bar(range(recipe.steps), desc="fine-tune steps", enabled=progress, leave=False):
         idx = next(batches)
         w = None if weights_t is None else weights_t[idx]
-        losses.append(train_step(model, tokenizer, [feats[i] for i in idx], labels_t[idx], opt, sched, recipe, device, w))
+        losses.append(train_step(model, tokenizer, [feats[i] for i in idx], labels_t[idx], opt, sched, recipe, device, w,
+                                 loss_fn))
     return losses
+
+
+def fit_small_model(learner: str, num_labels: int, texts, labels, recipe: FinetuneRecipe, seed: int, device: str,
+                    loss_fn=None):
+    """The suite's fine-tuning recipe as a tool for methods (S3, GOLD train a small model on what they wrote):
+    a fresh head on ``learner``, trained on (texts, labels) -> (model, tokenizer)."""
+    from .models import load_tokenizer
+
+    tok = load_tokenizer(learner)
+    model = load_classifier(learner, num_labels, seed, device)
+    train_classifier(model, tok, texts, labels, recipe, seed, device, loss_fn=loss_fn)
+    return model, tok
+
+
+def logits_of(model, tokenizer, texts, recipe: FinetuneRecipe, device: str) -> np.ndarray:
+    return predict_logits(model, tokenize(tokenizer, texts, recipe.max_length), tokenizer, recipe.eval_batch_size,
+                          device)
 
 
 def predict_logits(model, features: list[dict], tokenizer, batch_size: int, device: str) -> np.ndarray:

@@ -100,3 +100,19 @@ def test_micro_batches_give_the_same_gradient_as_one_padded_batch(tiny_bert):
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
     for a, b in zip(grads[0][1], grads[1][1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_symmetric_cross_entropy_is_alpha_ce_plus_beta_reverse_ce():
+    import math
+
+    import torch
+
+    from dilmbench.finetune import symmetric_cross_entropy
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([0, 0])
+    p = torch.softmax(logits, -1)
+    # reverse CE with the one-hot label: -sum_k p_k log q_k, log 0 taken as -4 -> 4 * (1 - p_y)
+    want = [0.1 * -math.log(p[i, 0]) + 1.0 * 4.0 * (1 - p[i, 0]) for i in range(2)]
+    got = symmetric_cross_entropy(alpha=0.1, beta=1.0, log_zero=-4.0)(logits, labels)
+    assert got.tolist() == pytest.approx([float(w) for w in want], rel=1e-5)

@@ -70,3 +70,86 @@ def test_zerogen_without_prompts_for_a_task_says_how_to_give_them(tiny_gpt):
         _zerogen(tiny_gpt).prompts(t)
     with pytest.raises(DilmbenchError, match="need context 'generate' or 'pool' and 2 label prompts"):
         _zerogen(tiny_gpt, prompts={"toxic": {"context": "generate", "labels": ["a"]}}).prompts(t)
+
+
+def _small(tiny_gpt, tiny_bert, name, **kw):
+    return METHODS.get(name)(**{"generator": tiny_gpt, "learner": tiny_bert, "max_new_tokens": 6, "min_new_tokens": 2,
+                                "context_max_new_tokens": 3, "batch_size": 8, "small_steps": 2, "keep": "random",
+                                **kw})
+
+
+class _Trap:
+    """Stands in for the evaluation split: any use of it fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the evaluation split was read ({name})")
+
+    def __getitem__(self, key):
+        raise AssertionError("the evaluation split was read")
+
+    def __len__(self):
+        raise AssertionError("the evaluation split was read")
+
+
+@pytest.mark.parametrize("task", ["sst2", "mnli"])
+def test_s3_extrapolates_a_small_models_errors_on_dev_and_never_reads_the_evaluation_split(
+        task, glue_dir, tiny_bert, tiny_gpt, tmp_path, monkeypatch):
+    from dilmbench.generation import TextGenerator
+
+    prompts = []
+    real = TextGenerator.generate
+    monkeypatch.setattr(TextGenerator, "generate",
+                        lambda self, p, s, seed, n=1: prompts.extend(p) or real(self, p, s, seed, n))
+    ctx = _ctx(task, glue_dir, tiny_bert, tmp_path)
+    ctx.data.eval = _Trap()
+    m = _small(tiny_gpt, tiny_bert, "s3", seed_factor=2, rounds=2, real_size=8, errors_per_round=3, per_error=1)
+    ts = m.make_set(ctx, dpc=2, seed=0, set_index=0)
+    t = TASKS[task]
+    assert ts.class_counts(t.num_labels) == [2] * t.num_labels
+    rounds = ts.provenance["s3_rounds"]
+    assert rounds[0]["real_rows"] == 8 and rounds[0]["errors"] > 0  # a 2-step small model errs on real rows
+    # an error is shown to the LLM as a demonstration: some prompt quotes a dev text before its query
+    dev_texts = {row[-1] for row in ctx.data.texts("dev")}
+    assert any(any(f'"{d}"' in p for d in dev_texts) for p in prompts if p.count('"') > 3)
+
+
+def test_gold_energy_score_is_minus_t_logsumexp():
+    import numpy as np
+
+    from dilmbench.methods.gold import energy_score
+
+    logits = np.array([[1.0, 2.0], [0.0, 0.0], [10.0, -5.0]])
+    want = [-np.log(np.exp(1) + np.exp(2)), -np.log(2.0), -np.log(np.exp(10) + np.exp(-5))]
+    assert energy_score(logits) == pytest.approx(want)
+    want_t2 = [-2 * np.log(np.exp(0.5) + np.exp(1.0)), -2 * np.log(2.0), -2 * np.log(np.exp(5) + np.exp(-2.5))]
+    assert energy_score(logits, 2.0) == pytest.approx(want_t2)
+    assert energy_score(np.array([[1000.0, 999.0]]))[0] == pytest.approx(-1000 - np.log(1 + np.exp(-1)))  # no overflow
+
+
+@pytest.mark.parametrize("task,loss", [("sst2", "ce"), ("mnli", "sce")])
+def test_gold_feeds_out_of_distribution_samples_back_and_drops_noise(task, loss, glue_dir, tiny_bert, tiny_gpt,
+                                                                     tmp_path, monkeypatch):
+    from dilmbench.generation import TextGenerator
+
+    prompts = []
+    real = TextGenerator.generate
+    monkeypatch.setattr(TextGenerator, "generate",
+                        lambda self, p, s, seed, n=1: prompts.extend(p) or real(self, p, s, seed, n))
+    ctx = _ctx(task, glue_dir, tiny_bert, tmp_path)
+    ctx.data.eval = _Trap()
+    m = _small(tiny_gpt, tiny_bert, "gold", rounds=3, pool_factor=6, feedback=2, noise_share=0.25, loss=loss)
+    ts = m.make_set(ctx, dpc=2, seed=0, set_index=0)
+    t = TASKS[task]
+    assert ts.class_counts(t.num_labels) == [2] * t.num_labels
+    history = ts.provenance["gold_rounds"]
+    assert [h["round"] for h in history] == [1, 2] and all(h["dropped_as_noise"] > 0 for h in history)
+    # round 2's prompts carry demonstrations (the feedback); rounds 0 and 1 are zero-shot
+    demo_head = m.prompts(t)["demo"][0].split("{t0}")[0]
+    with_demos = [p for p in prompts if p.startswith(demo_head) and p.count('"') > 3]
+    assert with_demos and all(p.count("\n\n") >= 1 for p in with_demos)
+
+
+def test_gold_refuses_an_unknown_loss(glue_dir, tiny_bert, tiny_gpt, tmp_path):
+    ctx = _ctx("sst2", glue_dir, tiny_bert, tmp_path)
+    with pytest.raises(DilmbenchError, match="gold loss must be ce or sce"):
+        _small(tiny_gpt, tiny_bert, "gold", loss="focal").make_set(ctx, dpc=2, seed=0, set_index=0)
