@@ -109,9 +109,11 @@ def _run_config(preset, config_file, tasks, methods, dpc, sets, inits, learners,
 @click.option("--evaluator", help="Only this evaluator.")
 @click.option("--split", "split", type=click.Choice(["eval", "dev"]), default="eval", show_default=True,
               help="Scores on the evaluation split (runs/) or on the dev split (runs-dev/, from run --score-on dev).")
+@click.option("--cost", is_flag=True, help="Also what each cell cost: set-making and evaluation seconds, the method's "
+              "one-off preparation, and LLM calls and tokens per generated set.")
 @click.option("--cards", is_flag=True, help="Also the text sets' cards per method x DPC: label agreement with an "
               "independent judge, share memorised from train, mean words, distinct-2.")
-def table(out, fmt, reference, task, evaluator, split, cards):
+def table(out, fmt, reference, task, evaluator, split, cost, cards):
     """Print mean ± std per method x DPC (percent; std with ddof 0), with gain over random."""
     from .tables import build_table, data_notes, load_reference, load_results, render
 
@@ -137,6 +139,11 @@ def table(out, fmt, reference, task, evaluator, split, cards):
         click.echo("\n".join(f"% {n}" for n in notes))
     else:
         click.echo("\n".join(f"data: {n}" for n in notes), err=True)
+    if cost:
+        from .tables import build_cost_table
+
+        click.echo("\nCost per cell (seconds of wall time as recorded by each run):")
+        click.echo(render(build_cost_table(out, df), fmt))
     if cards:
         from .tables import build_cards_table, load_cards
 

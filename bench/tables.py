@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import DilmbenchError
@@ -24,7 +25,9 @@ def load_results(out: str | Path, split: str = "eval") -> pd.DataFrame:
         rows.append({"task": rec["task"], "method": rec["method"], "dpc": rec["dpc"], "evaluator": rec["evaluator"],
                      "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
                      "score": rec["score"], "set_path": rec.get("textset", {}).get("path"),
-                     "data": _data_label(rec), "data_note": _data_note(rec), "cell_config": _cell_config(rec)})
+                     "data": _data_label(rec), "data_note": _data_note(rec), "cell_config": _cell_config(rec),
+                     **{f"{k}_s": (rec.get("timing_s") or {}).get(k) for k in ("make_set", "method_prepare",
+                                                                                "evaluate_total")}})
     if not rows:
         if unreadable:
             raise DilmbenchError(f"no readable results under '{root}': {len(unreadable)} file(s) are truncated or not "
@@ -211,3 +214,40 @@ def build_cards_table(cards: pd.DataFrame) -> pd.DataFrame:
             row[name] = f"{scale * g[k].mean():.1f} ± {scale * g[k].std(ddof=0):.1f}"
         out.append(row)
     return pd.DataFrame(out).set_index("task")
+
+
+def build_cost_table(out: str | Path, results: pd.DataFrame) -> pd.DataFrame:
+    """What each cell cost, per task / method / DPC: runs, seconds to make a set (mean over sets), the method's
+    one-off preparation in the process that made the runs (training, or only loading a cached generator: the
+    largest recorded), the training time of a generator the sets record (DiLM's stages), seconds per evaluation run,
+    and for generated sets the LLM calls and tokens per set (cached texts cost no call)."""
+    from .textset import meta_path
+
+    rows = []
+    for (task, method, dpc), g in results.groupby(["task", "method", "dpc"]):
+        sets = g.dropna(subset=["set_path"]).drop_duplicates("set_path")
+        calls, tokens, cached, trained = [], [], [], []
+        for rel in sets["set_path"]:
+            try:
+                prov = json.loads(meta_path(Path(out) / rel).read_text()).get("provenance", {})
+            except (OSError, ValueError):
+                prov = {}
+            cost = prov.get("cost")
+            stages = prov.get("generator_stage_seconds") or {}
+            if stages:  # a stage trained before stage times were kept is None: shown as "+ ?"
+                known = sum(v for v in stages.values() if v is not None)
+                trained.append((known, any(v is None for v in stages.values())))
+            if cost:
+                calls.append(cost.get("llm_calls", 0))
+                tokens.append(cost.get("tokens", 0))
+                cached.append(cost.get("cached", 0))
+        per_set = g.drop_duplicates("set_path")["make_set_s"].dropna()
+        rows.append({"task": task, "method": method, "dpc": dpc, "runs": len(g),
+                     "set s (mean)": round(float(per_set.mean()), 1) if len(per_set) else "–",
+                     "prepare s": round(float(g["method_prepare_s"].max()), 0) if g["method_prepare_s"].notna().any() else "–",
+                     "generator trained s": (f"{max(trained)[0]:.0f}" + (" + ?" if max(trained)[1] else "")) if trained else "–",
+                     "eval s / run": round(float(g["evaluate_total_s"].mean()), 1) if g["evaluate_total_s"].notna().any() else "–",
+                     "LLM calls / set": round(float(np.mean(calls)), 1) if calls else "–",
+                     "tokens / set": round(float(np.mean(tokens)), 0) if tokens else "–",
+                     "cached texts / set": round(float(np.mean(cached)), 1) if cached else "–"})
+    return pd.DataFrame(rows).set_index("task")

@@ -186,3 +186,13 @@ def test_report_page_renders_in_a_real_browser(results, tmp_path):
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+def test_table_cost_says_what_each_cell_took(results):
+    res = CliRunner().invoke(main, ["table", "--out", str(results), "--cost"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("| sst2")]
+    cost = [ln for ln in lines if ln.count("|") > 9]  # the cost table's rows
+    assert len(cost) == 4 and all("–" not in ln.split("|")[5] for ln in cost)  # set-making seconds for every cell
+    runs = {ln.split("|")[2].strip(): int(ln.split("|")[4]) for ln in cost}
+    assert runs == {"herding": 4, "random": 4}
