@@ -109,13 +109,14 @@ def result_data_id(record: dict) -> str | None:
 
 
 # which existing results each --overwrite mode runs again ("other-config" under only-missing stops the run instead)
-CHANGED = {"other-config", "other-data", "no-fingerprint"}  # finished, but not under what this run would use
+CHANGED = {"other-config", "other-data", "no-fingerprint", "other-model"}  # finished, but not as this run would be
 REDO = {"never": {"missing"}, "only-missing": {"missing", "incomplete"},
         "changed": {"missing", "incomplete", *CHANGED}, "always": {"missing", "incomplete", *CHANGED, "done"}}
 OVERWRITE_MODES = tuple(REDO)  # (the CLI's --overwrite choices: bench/cli.py keeps its imports light)
 REPLACING = {"incomplete": "it is not a complete result", "other-config": "it was made under another configuration",
              "other-data": "it was made on other data (another fingerprint)",
-             "no-fingerprint": "it records no data fingerprint and its data cannot be proven the same"}
+             "no-fingerprint": "it records no data fingerprint and its data cannot be proven the same",
+             "other-model": "it was made with another snapshot (revision) of a model it used"}
 
 
 @dataclass
@@ -207,6 +208,7 @@ class Runner:
             eval_ident = {k: v for k, v in self.evaluator.identity()["config"].items() if k != "learners"}
             eval_code = {k: v for k, v in self.evaluator.identity().items() if k in ("version", "source_sha256")}
             for spec in self.specs:
+                method_models = {"encoder": cfg["encoder"]} if self.methods[spec.label].needs_embeddings else {}
                 fixed = self.methods[spec.label].fixed_sets(task)
                 if fixed is not None:
                     describe = getattr(self.methods[spec.label], "describe_sets", None)
@@ -235,6 +237,8 @@ class Runner:
                             status = result_status(path, run_hash, fingerprint["id"])
                             if status == "no-fingerprint" and self._prove_data(path, data):
                                 status = "done"
+                            if status == "done" and self._model_changed(path, learner, method_models):
+                                status = "other-model"
                             if status in CHANGED and self.overwrite == "only-missing":
                                 in_the_way.append((path, status))
                             runs.append(PlannedRun(learner, init, path, run_hash, run_ident, status))
@@ -368,6 +372,21 @@ class Runner:
         except (OSError, ValueError, DilmbenchError):
             return None, None
         return (ts, meta) if ts.content_hash() == meta.get("content_hash") else (None, None)
+
+    @staticmethod
+    def _model_changed(path: Path, learner: str, method_models: dict) -> bool:
+        """Whether a finished result was made with another snapshot of its learner or encoder than the one that would
+        be loaded now (both revisions known and different). A result from before revisions were recorded (None)
+        cannot be checked: `dilmbench validate` lists it."""
+        from .provenance import model_revision
+
+        models = (read_result(path) or {}).get("models") or {}
+        for key, model_id in {"learner": learner, **method_models}.items():
+            recorded = (models.get(key) or {}).get("revision")
+            now = model_revision(model_id)
+            if recorded and now and recorded != now:
+                return True
+        return False
 
     @staticmethod
     def _prove_data(path: Path, data) -> bool:

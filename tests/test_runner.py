@@ -586,3 +586,26 @@ def test_a_result_from_before_fingerprints_keeps_its_place_only_if_its_data_is_p
     from_before("0" * 40)  # a commit this checkout does not have: nothing proves what it read
     with pytest.raises(DilmbenchError, match="records no data fingerprint and its data cannot be proven the same"):
         Runner(cfg, out, progress=False).run()
+
+
+def test_a_result_does_not_outlive_a_new_snapshot_of_its_learner(glue_dir, tiny_bert, tmp_path):
+    import shutil
+
+    from dilmbench.provenance import model_revision
+
+    learner = tmp_path / "learner"
+    shutil.copytree(tiny_bert, learner)
+    out = tmp_path / "out"
+    cfg = _cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2], sets=1, inits=1,
+               evaluator_options={"finetune": {"learners": [str(learner)], "steps": 1}})
+    Runner(cfg, out, progress=False).run()
+    before = read_result(_runs(out)[0])["models"]["learner"]["revision"]
+    assert before and Runner(cfg, out, progress=False).run()["done"] == 0  # same snapshot: reused
+    conf = json.loads((learner / "config.json").read_text())
+    conf["layer_norm_eps"] = 1e-6  # a new snapshot of the same model id
+    (learner / "config.json").write_text(json.dumps(conf))
+    model_revision.cache_clear()
+    with pytest.raises(DilmbenchError, match="another snapshot"):
+        Runner(cfg, out, progress=False).run()
+    assert Runner(cfg, out, overwrite="changed", progress=False).run()["done"] == 1
+    assert read_result(_runs(out)[0])["models"]["learner"]["revision"] != before
