@@ -55,10 +55,15 @@ def main():
               help="only-missing: skip finished runs, redo truncated ones, and stop if a finished result in --out was made "
                    "under another configuration; changed: replace such results; always: redo every run; never: touch "
                    "no existing result.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Evaluate runs in this many local worker processes (sets are still made by this process).")
+@click.option("--threads-per-worker", type=int, default=None,
+              help="Torch threads per worker (default: CPU cores / workers).")
 @click.option("--plugin", "plugins", multiple=True, type=click.Path(), help="A Python file that registers methods/evaluators.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, data_dir,
-        data_source, dev_size, seed, device, score_split, out, overwrite, plugins, no_progress):
+        data_source, dev_size, seed, device, score_split, out, overwrite, workers, threads_per_worker, plugins,
+        no_progress):
     """Run the grid and write one result file per run."""
     import time
 
@@ -72,7 +77,8 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
     cfg = _run_config(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder,
                       pooling, data_dir, data_source, dev_size, seed, device, score_split)
     t0 = time.perf_counter()
-    runner = Runner(cfg, out, overwrite=overwrite, progress=not no_progress)
+    runner = Runner(cfg, out, overwrite=overwrite, progress=not no_progress, workers=workers,
+                    threads_per_worker=threads_per_worker)
     counts = runner.run()
     from .runner import runs_dir
 

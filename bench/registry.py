@@ -82,6 +82,11 @@ def register_evaluator(name: str):
 _LOADED_PLUGINS: dict[str, list[str]] = {}
 
 
+def loaded_plugins() -> tuple[str, ...]:
+    """The plugin files this process has loaded (worker processes load them too)."""
+    return tuple(_LOADED_PLUGINS)
+
+
 def load_plugin(path: str | Path) -> list[str]:
     """Import a plugin file (once per process); return the names it registered.
 

@@ -141,7 +141,7 @@ class PlannedSet:
 
 class Runner:
     def __init__(self, cfg: dict, out: str | Path, overwrite: str = "only-missing", progress: bool = True,
-                 cache_dir: str | Path | None = None, log=print):
+                 cache_dir: str | Path | None = None, log=print, workers: int = 1, threads_per_worker: int | None = None):
         if overwrite not in OVERWRITE_MODES:
             raise DilmbenchError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got '{overwrite}'")
         self.cfg, self.out, self.overwrite, self.progress = cfg, Path(out), overwrite, progress
@@ -149,6 +149,10 @@ class Runner:
         self.log = log
         self.counts = {"done": 0, "skipped": 0, "sets_made": 0, "sets_reused": 0}
         self.phases: dict[str, float] = {}  # wall seconds this invocation spent per phase
+        if not isinstance(workers, int) or workers < 1:
+            raise DilmbenchError(f"--workers must be a whole number of at least 1, got {workers}")
+        self.workers, self.threads_per_worker = workers, threads_per_worker
+        self.executor = "sequential" if workers == 1 else "local-workers"
 
     # ---- validation before anything is written -------------------------------------------------------------
     def preflight(self):
@@ -258,6 +262,13 @@ class Runner:
         self.preflight()
         plan = self.plan()
         cfg = self.cfg
+        workers = None
+        if self.workers > 1 and any(r.status in REDO[self.overwrite] for *_, planned in plan for c in planned
+                                    for r in c.runs):
+            from .registry import loaded_plugins
+            from .workers import LocalWorkers
+
+            workers = LocalWorkers(self.workers, self.threads_per_worker, loaded_plugins())
         env = environment_summary()
         dev = device_info(self.device)
         split = cfg.get("score_split", "eval")
@@ -287,47 +298,76 @@ class Runner:
                 self._add_phase("method prepare", prepared["seconds"] - prepared_before)
                 self._add_phase("make set", make_s)
                 for r in todo:
-                    learner, init, path, run_hash, run_ident = r.learner, r.init, r.path, r.config_hash, r.identity
-                    init_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index, init)
-                    t0 = time.perf_counter()
-                    res = self.evaluator.evaluate(ectx, ts, learner, init_seed)
-                    total = time.perf_counter() - t0
-                    timing = {"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s,
-                              **{k: v for k, v in res.pop("timing_s", {}).items()}, "evaluate_total": total}
-                    inner = {k: v for k, v in timing.items() if k not in ("data_load", "method_prepare", "make_set",
-                                                                           "evaluate_total")}
-                    for k, v in inner.items():
-                        self._add_phase(f"evaluate: {k}", v)
-                    self._add_phase("evaluate: other", total - sum(inner.values()))
-                    record = {
-                        "schema_version": SCHEMA_VERSION,
-                        "task": task.name, "method": spec.label, "method_name": spec.name, "dpc": dpc,
-                        "set_index": set_index, "init_index": init,
-                        "evaluator": self.evaluator.name, "learner": learner,
-                        "score": res.pop("score"), "metrics": res,
-                        "scored_on": {"split": split, "name": task.eval_split if split == "eval" else "dev (carved from train)",
-                                      "size": len(getattr(data, split))},
-                        "seeds": {"base": cfg["seed"], "set": set_seed, "init": init_seed,
-                                  "derivation": "sha256(base|task|method|dpc|set[|init])[:4] & 0x7fffffff"},
-                        "config_hash": run_hash, "set_config_hash": set_hash,
-                        "config": {**run_ident, "set_identity": ident, "preset": cfg.get("preset")},
-                        "textset": {"path": os.path.relpath(set_file, self.out), "content_hash": ts.content_hash(),
-                                    "size": len(ts), "class_counts": ts.class_counts(task.num_labels),
-                                    "weighted": ts.weights is not None},
-                        "models": {"learner": {"id": learner, "revision": model_revision(learner)},
-                                   **({"encoder": {"id": cfg["encoder"], "revision": model_revision(cfg["encoder"]),
-                                                   "pooling": cfg["pooling"]}} if method.needs_embeddings else {})},
-                        "data": {**data.provenance(), "fingerprint": data.fingerprint()},
-                        "environment": env, "device": dev, "timing_s": timing,
-                        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    }
-                    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
-                    self.counts["done"] += 1
-                    bar.update(1)
-                    bar.set_postfix(score=f"{record['score']:.3f}")
+                    init_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index, r.init)
+                    meta = {"run": r, "task": task, "data": data, "spec": spec, "method": method, "cell": cell,
+                            "set_seed": set_seed, "init_seed": init_seed, "ts": ts, "set_file": set_file,
+                            "timing": {"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s},
+                            "env": env, "device": dev, "bar": bar, "path": str(r.path),
+                            "threads": workers.threads if workers is not None else dev.get("torch_threads")}
+                    if workers is None:
+                        t0 = time.perf_counter()
+                        res = self.evaluator.evaluate(ectx, ts, r.learner, init_seed)
+                        self._finish(meta, res, time.perf_counter() - t0, 0)
+                    else:
+                        from .config import evaluator_options
+
+                        workers.submit({"evaluator": (cfg["evaluator"], cfg.get("preset"), evaluator_options(cfg)),
+                                        "task": task.name, "data": (data.source, cfg["dev_size"], cfg["dev_seed"]),
+                                        "split": split, "device": self.device, "cache_dir": str(self.cache_dir),
+                                        "textset": ts, "learner": r.learner, "seed": init_seed}, meta)
+                if workers is not None:
+                    for done in workers.harvest():
+                        self._finish(*done)
+            while workers is not None and workers.pending:
+                for done in workers.harvest(block=True):
+                    self._finish(*done)
             bar.close()
+        if workers is not None:
+            workers.close()
         self.evaluator.close()
         return self.counts
+
+    def _finish(self, meta: dict, res: dict, total: float, retries: int) -> None:
+        """A run's result, made here or in a worker, written as one complete file by the driver."""
+        from .provenance import model_revision
+
+        cfg, r, task, data, spec, method, cell, ts = (self.cfg, meta["run"], meta["task"], meta["data"], meta["spec"],
+                                                      meta["method"], meta["cell"], meta["ts"])
+        split = cfg.get("score_split", "eval")
+        timing = {**meta["timing"], **{k: v for k, v in res.pop("timing_s", {}).items()}, "evaluate_total": total}
+        inner = {k: v for k, v in timing.items() if k not in ("data_load", "method_prepare", "make_set",
+                                                               "evaluate_total")}
+        for k, v in inner.items():
+            self._add_phase(f"evaluate: {k}", v)
+        self._add_phase("evaluate: other", total - sum(inner.values()))
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "task": task.name, "method": spec.label, "method_name": spec.name, "dpc": cell.dpc,
+            "set_index": cell.set_index, "init_index": r.init,
+            "evaluator": self.evaluator.name, "learner": r.learner,
+            "score": res.pop("score"), "metrics": res,
+            "scored_on": {"split": split, "name": task.eval_split if split == "eval" else "dev (carved from train)",
+                          "size": len(getattr(data, split))},
+            "seeds": {"base": cfg["seed"], "set": meta["set_seed"], "init": meta["init_seed"],
+                      "derivation": "sha256(base|task|method|dpc|set[|init])[:4] & 0x7fffffff"},
+            "config_hash": r.config_hash, "set_config_hash": cell.config_hash,
+            "config": {**r.identity, "set_identity": cell.identity, "preset": cfg.get("preset")},
+            "textset": {"path": os.path.relpath(meta["set_file"], self.out), "content_hash": ts.content_hash(),
+                        "size": len(ts), "class_counts": ts.class_counts(task.num_labels),
+                        "weighted": ts.weights is not None},
+            "models": {"learner": {"id": r.learner, "revision": model_revision(r.learner)},
+                       **({"encoder": {"id": cfg["encoder"], "revision": model_revision(cfg["encoder"]),
+                                       "pooling": cfg["pooling"]}} if method.needs_embeddings else {})},
+            "data": {**data.provenance(), "fingerprint": data.fingerprint()},
+            "environment": meta["env"], "device": meta["device"], "timing_s": timing,
+            "execution": {"executor": self.executor, "workers": self.workers,
+                          "threads_per_worker": meta["threads"], "retries": retries},
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        atomic_write_text(r.path, json.dumps(record, indent=1, sort_keys=False) + "\n")
+        self.counts["done"] += 1
+        meta["bar"].update(1)
+        meta["bar"].set_postfix(score=f"{record['score']:.3f}")
 
     def _add_phase(self, name: str, seconds: float) -> None:
         if seconds > 0:

@@ -1,0 +1,110 @@
+"""Evaluation runs on local worker processes (``dilmbench run --workers N``).
+
+The plan stays the runner's: the driver makes every set (a method's preparation happens once, in the driver) and
+writes every result file (atomically); a worker only evaluates: it gets (evaluator, task data, set, learner, seed)
+and returns the metrics. Its seed comes from the run's identity, so the scores do not depend on which worker ran
+what, or in which order. A worker that dies takes its pool with it: every run that had not come back is submitted
+again to a fresh pool and its result records how often it was retried; nothing is written twice or half.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+
+from .errors import DilmbenchError
+
+_STATE: dict = {}
+
+
+def _init(threads: int, plugins: tuple[str, ...]) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    from .registry import load_plugin
+
+    for p in plugins:
+        load_plugin(p)
+
+
+def evaluate_job(job: dict) -> tuple[dict, float]:
+    """One run in a worker: the evaluator and the task's data are built once per process and kept."""
+    from .api import EvalContext
+    from .registry import EVALUATORS
+    from .tasks import TASKS, load_task_data
+
+    ekey = repr(job["evaluator"])
+    if ekey not in _STATE:
+        name, preset, options = job["evaluator"]
+        _STATE[ekey] = EVALUATORS.get(name).for_preset(preset, **options)
+    dkey = repr((job["task"], job["data"]))
+    if dkey not in _STATE:
+        source, dev_size, dev_seed = job["data"]
+        _STATE[dkey] = load_task_data(TASKS[job["task"]], source, dev_size, dev_seed)
+    ctx = EvalContext(data=_STATE[dkey], device=job["device"], cache_dir=job["cache_dir"], progress=False,
+                      split=job["split"])
+    t0 = time.perf_counter()
+    res = _STATE[ekey].evaluate(ctx, job["textset"], job["learner"], job["seed"])
+    return res, time.perf_counter() - t0
+
+
+class LocalWorkers:
+    """N spawned worker processes, ``threads`` torch threads each."""
+
+    executor = "local-workers"
+
+    def __init__(self, n: int, threads: int | None = None, plugins: tuple[str, ...] = (), max_retries: int = 2):
+        if n < 1:
+            raise DilmbenchError(f"--workers must be at least 1, got {n}")
+        self.n = n
+        self.threads = threads or max(1, (os.cpu_count() or 1) // n)
+        self.plugins, self.max_retries = tuple(plugins), max_retries
+        self.pending: dict = {}
+        self._pool = self._new_pool()
+
+    def _new_pool(self):
+        return ProcessPoolExecutor(max_workers=self.n, mp_context=get_context("spawn"), initializer=_init,
+                                   initargs=(self.threads, self.plugins))
+
+    def submit(self, job: dict, meta, tries: int = 0) -> None:
+        self.pending[self._pool.submit(evaluate_job, job)] = (job, meta, tries)
+
+    def harvest(self, block: bool = False) -> list:
+        """Finished runs as (meta, result, seconds, retries); with block, waits until at least one is back (or none
+        is pending). A run lost with a dead worker is resubmitted to a fresh pool."""
+        done = [f for f in self.pending if f.done()]
+        if not done and block and self.pending:
+            done = list(wait(list(self.pending), return_when=FIRST_COMPLETED).done)
+        out, lost = [], []
+        for f in done:
+            job, meta, tries = self.pending.pop(f)
+            try:
+                res, seconds = f.result()
+            except BrokenProcessPool:
+                lost.append((job, meta, tries))
+                continue
+            out.append((meta, res, seconds, tries))
+        if lost:
+            # the pool is broken: every run still pending is lost with it (or finished first); wait for all to settle
+            rest = list(self.pending)
+            wait(rest)
+            for f in rest:
+                job, meta, tries = self.pending.pop(f)
+                try:
+                    res, seconds = f.result()
+                    out.append((meta, res, seconds, tries))
+                except BrokenProcessPool:
+                    lost.append((job, meta, tries))
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            for job, meta, tries in lost:
+                if tries + 1 > self.max_retries:
+                    raise DilmbenchError(f"a run was lost with its worker {tries + 1} times; giving up "
+                                         f"({meta.get('path') if isinstance(meta, dict) else meta})")
+                self.submit(job, meta, tries + 1)
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
