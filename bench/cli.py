@@ -57,13 +57,17 @@ def main():
                    "no existing result.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Evaluate runs in this many local worker processes (sets are still made by this process).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process (or --workers processes); ray: Ray tasks (--ray-address, or a local Ray "
+                   "started for the run with --workers CPUs).")
+@click.option("--ray-address", default=None, help="An existing Ray cluster, e.g. 'auto' (with --executor ray).")
 @click.option("--threads-per-worker", type=int, default=None,
               help="Torch threads per worker (default: CPU cores / workers).")
 @click.option("--plugin", "plugins", multiple=True, type=click.Path(), help="A Python file that registers methods/evaluators.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, data_dir,
-        data_source, dev_size, seed, device, score_split, out, overwrite, workers, threads_per_worker, plugins,
-        no_progress):
+        data_source, dev_size, seed, device, score_split, out, overwrite, workers, executor, ray_address,
+        threads_per_worker, plugins, no_progress):
     """Run the grid and write one result file per run."""
     import time
 
@@ -78,7 +82,7 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
                       pooling, data_dir, data_source, dev_size, seed, device, score_split)
     t0 = time.perf_counter()
     runner = Runner(cfg, out, overwrite=overwrite, progress=not no_progress, workers=workers,
-                    threads_per_worker=threads_per_worker)
+                    threads_per_worker=threads_per_worker, executor=executor, ray_address=ray_address)
     counts = runner.run()
     from .runner import runs_dir
 

@@ -141,7 +141,8 @@ class PlannedSet:
 
 class Runner:
     def __init__(self, cfg: dict, out: str | Path, overwrite: str = "only-missing", progress: bool = True,
-                 cache_dir: str | Path | None = None, log=print, workers: int = 1, threads_per_worker: int | None = None):
+                 cache_dir: str | Path | None = None, log=print, workers: int = 1, threads_per_worker: int | None = None,
+                 executor: str = "local", ray_address: str | None = None):
         if overwrite not in OVERWRITE_MODES:
             raise DilmbenchError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got '{overwrite}'")
         self.cfg, self.out, self.overwrite, self.progress = cfg, Path(out), overwrite, progress
@@ -152,7 +153,10 @@ class Runner:
         if not isinstance(workers, int) or workers < 1:
             raise DilmbenchError(f"--workers must be a whole number of at least 1, got {workers}")
         self.workers, self.threads_per_worker = workers, threads_per_worker
-        self.executor = "sequential" if workers == 1 else "local-workers"
+        if executor not in ("local", "ray"):
+            raise DilmbenchError(f"--executor must be local or ray, got '{executor}'")
+        self.ray_address = ray_address
+        self.executor = "ray" if executor == "ray" else ("sequential" if workers == 1 else "local-workers")
 
     # ---- validation before anything is written -------------------------------------------------------------
     def preflight(self):
@@ -263,12 +267,17 @@ class Runner:
         plan = self.plan()
         cfg = self.cfg
         workers = None
-        if self.workers > 1 and any(r.status in REDO[self.overwrite] for *_, planned in plan for c in planned
-                                    for r in c.runs):
+        if (self.workers > 1 or self.executor == "ray") and any(
+                r.status in REDO[self.overwrite] for *_, planned in plan for c in planned for r in c.runs):
             from .registry import loaded_plugins
-            from .workers import LocalWorkers
+            from .workers import LocalWorkers, RayWorkers
 
-            workers = LocalWorkers(self.workers, self.threads_per_worker, loaded_plugins())
+            if self.executor == "ray":
+                workers = RayWorkers(self.ray_address, self.threads_per_worker, loaded_plugins(),
+                                     num_cpus=self.workers if self.workers > 1 else None,
+                                     gpu=str(self.device).startswith("cuda"))
+            else:
+                workers = LocalWorkers(self.workers, self.threads_per_worker, loaded_plugins())
         env = environment_summary()
         dev = device_info(self.device)
         split = cfg.get("score_split", "eval")

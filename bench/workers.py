@@ -108,3 +108,72 @@ class LocalWorkers:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ray_job(job: dict, threads: int, plugins: tuple[str, ...]) -> tuple[dict, float]:
+    """One run as a Ray task: the worker process is set up once (threads, plugins), then as a local worker."""
+    if "init" not in _STATE:
+        _init(threads, plugins)
+        _STATE["init"] = True
+    return evaluate_job(job)
+
+
+class RayWorkers:
+    """Runs as Ray tasks on an existing cluster (``address``, e.g. "auto") or on a local one started for the run;
+    each task declares its resources (``threads`` CPUs, or one GPU per task where the device is CUDA)."""
+
+    executor = "ray"
+    job_function = staticmethod(ray_job)
+    ENV = ("HF_HUB_OFFLINE", "HF_HOME", "HF_HUB_CACHE", "DILMBENCH_CACHE", "DILMBENCH_DATA_DIR",
+           "TOKENIZERS_PARALLELISM")
+
+    def __init__(self, address: str | None, threads: int | None = None, plugins: tuple[str, ...] = (),
+                 max_retries: int = 2, num_cpus: int | None = None, gpu: bool = False):
+        try:
+            import ray
+        except ImportError as exc:
+            raise DilmbenchError("--executor ray needs ray: pip install -e .[ray]") from exc
+        self.ray = ray
+        self.started = not ray.is_initialized()
+        if self.started:
+            env = {k: os.environ[k] for k in self.ENV if k in os.environ}
+            ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                     log_to_driver=False, runtime_env={"env_vars": env} if env else None)
+        self.threads = threads or 1
+        self.n = int(ray.cluster_resources().get("CPU", 1))
+        self.plugins, self.max_retries = tuple(plugins), max_retries
+        opts = {"num_cpus": self.threads, "max_retries": 0}
+        if gpu:
+            opts["num_gpus"] = 1
+        self._remote = ray.remote(**opts)(self.job_function)
+        self.pending: dict = {}
+
+    def submit(self, job: dict, meta, tries: int = 0) -> None:
+        self.pending[self._remote.remote(job, self.threads, self.plugins)] = (job, meta, tries)
+
+    def harvest(self, block: bool = False) -> list:
+        if not self.pending:
+            return []
+        ready, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0)
+        if not ready and block:
+            ready, _ = self.ray.wait(list(self.pending), num_returns=1)
+        out = []
+        for ref in ready:
+            job, meta, tries = self.pending.pop(ref)
+            try:
+                res, seconds = self.ray.get(ref)
+            except (self.ray.exceptions.WorkerCrashedError, self.ray.exceptions.NodeDiedError,
+                    self.ray.exceptions.LocalRayletDiedError) as exc:
+                if tries + 1 > self.max_retries:
+                    raise DilmbenchError(f"a run was lost with its Ray worker {tries + 1} times; giving up "
+                                         f"({type(exc).__name__})") from exc
+                self.submit(job, meta, tries + 1)
+                continue
+            except self.ray.exceptions.RayTaskError as exc:  # the evaluation itself failed: as in one process
+                raise exc.as_instanceof_cause() from None
+            out.append((meta, res, seconds, tries))
+        return out
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()

@@ -71,3 +71,28 @@ def test_a_killed_worker_is_retried_and_nothing_is_written_twice_or_half(glue_di
 def test_bad_worker_counts_are_refused(glue_dir, tiny_bert, tmp_path):
     with pytest.raises(DilmbenchError, match="--workers must be a whole number of at least 1"):
         Runner(_cfg(glue_dir, tiny_bert), tmp_path / "o", workers=0)
+
+
+def test_ray_gives_the_same_results_and_retries_a_crashed_worker(glue_dir, tiny_bert, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    import dilmbench.workers as w
+
+    ref = tmp_path / "ref"
+    Runner(_cfg(glue_dir, tiny_bert, methods=["random"]), ref, progress=False).run()
+    marker = str(tmp_path / "crashed-once")
+
+    def crash_once(job, threads, plugins):  # (shipped to the Ray worker by value)
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)
+        return w.ray_job(job, threads, plugins)
+
+    monkeypatch.setattr(w.RayWorkers, "job_function", staticmethod(crash_once))
+    out = tmp_path / "ray"
+    counts = Runner(_cfg(glue_dir, tiny_bert, methods=["random"]), out, progress=False, executor="ray", workers=2,
+                    threads_per_worker=1).run()
+    assert counts["done"] == 4 and os.path.exists(marker)
+    recs = [read_result(p) for p in sorted((out / "runs").rglob("*.json"))]
+    assert all(r["execution"]["executor"] == "ray" for r in recs)
+    assert sum(r["execution"]["retries"] for r in recs) == 1
+    assert _scores(out) == _scores(ref)
