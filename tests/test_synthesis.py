@@ -78,6 +78,17 @@ def _small(tiny_gpt, tiny_bert, name, **kw):
                                 **kw})
 
 
+def _spy_prompts(monkeypatch) -> list:
+    """Every prompt the methods send to the generation interface, in order."""
+    from dilmbench.generation import TextGenerator
+
+    prompts = []
+    real = TextGenerator.generate
+    monkeypatch.setattr(TextGenerator, "generate",
+                        lambda self, p, s, seed, n=1: prompts.extend(p) or real(self, p, s, seed, n))
+    return prompts
+
+
 class _Trap:
     """Stands in for the evaluation split: any use of it fails the test."""
 
@@ -94,12 +105,7 @@ class _Trap:
 @pytest.mark.parametrize("task", ["sst2", "mnli"])
 def test_s3_extrapolates_a_small_models_errors_on_dev_and_never_reads_the_evaluation_split(
         task, glue_dir, tiny_bert, tiny_gpt, tmp_path, monkeypatch):
-    from dilmbench.generation import TextGenerator
-
-    prompts = []
-    real = TextGenerator.generate
-    monkeypatch.setattr(TextGenerator, "generate",
-                        lambda self, p, s, seed, n=1: prompts.extend(p) or real(self, p, s, seed, n))
+    prompts = _spy_prompts(monkeypatch)
     ctx = _ctx(task, glue_dir, tiny_bert, tmp_path)
     ctx.data.eval = _Trap()
     m = _small(tiny_gpt, tiny_bert, "s3", seed_factor=2, rounds=2, real_size=8, errors_per_round=3, per_error=1)
@@ -129,12 +135,7 @@ def test_gold_energy_score_is_minus_t_logsumexp():
 @pytest.mark.parametrize("task,loss", [("sst2", "ce"), ("mnli", "sce")])
 def test_gold_feeds_out_of_distribution_samples_back_and_drops_noise(task, loss, glue_dir, tiny_bert, tiny_gpt,
                                                                      tmp_path, monkeypatch):
-    from dilmbench.generation import TextGenerator
-
-    prompts = []
-    real = TextGenerator.generate
-    monkeypatch.setattr(TextGenerator, "generate",
-                        lambda self, p, s, seed, n=1: prompts.extend(p) or real(self, p, s, seed, n))
+    prompts = _spy_prompts(monkeypatch)
     ctx = _ctx(task, glue_dir, tiny_bert, tmp_path)
     ctx.data.eval = _Trap()
     m = _small(tiny_gpt, tiny_bert, "gold", rounds=3, pool_factor=6, feedback=2, noise_share=0.25, loss=loss)
