@@ -162,29 +162,9 @@ class Generator:
             return summed / tmask.sum(1)
         return summed / ((padded_length or reference_padded_length([len(s) for s in seqs])) - 1)
 
-    def conditioning_accuracy(self, texts, labels, max_length: int | None, device, batch_size: int = 32) -> float:
-        """How well the class tokens condition the generator: the share of examples whose own class gives them the
-        lowest loss (a generative classifier; chance = 1 / classes). Meant for the dev split: it needs no learner,
-        so it is a cheap signal for choosing stage 1's settings. (An example has the same length under every class,
-        so either loss normalisation gives the same argmin.)"""
-        import torch
-
-        from dilmbench.finetune import micro_batches
-
-        self.model.eval()
-        losses = np.zeros((len(texts), self.num_labels))
-        with torch.inference_mode():
-            for c in range(self.num_labels):
-                seqs = [self.encode_example(t, c, max_length) for t in texts]
-                longest = max(len(s) for s in seqs)
-                for part in micro_batches([len(s) for s in seqs], batch_size * longest):
-                    losses[part, c] = self.example_losses([seqs[j] for j in part], device).float().cpu().numpy()
-        return float((losses.argmin(1) == np.asarray(labels)).mean())
-
-    def class_margins(self, texts: list[tuple[str, ...]], label: int, device, batch_size: int = 32) -> np.ndarray:
-        """How much more likely each text is under class ``label`` than under the likeliest other class, in nats:
-        log p(x | label) - max over c != label of log p(x | c), from the summed token log-likelihoods (the text, its
-        separator and eos). Positive: the generator itself would classify the text as ``label``."""
+    def class_log_likelihoods(self, texts, max_length: int | None, device, batch_size: int = 32) -> np.ndarray:
+        """(n texts, n classes): each text's summed token log-likelihood (text, separator, eos) after each class
+        token, in length-sorted micro-batches."""
         import torch
 
         from dilmbench.finetune import micro_batches
@@ -195,7 +175,7 @@ class Generator:
         try:
             with torch.inference_mode():
                 for c in range(self.num_labels):
-                    seqs = [self.encode_example(t, c, None) for t in texts]
+                    seqs = [self.encode_example(t, c, max_length) for t in texts]
                     longest = max(len(s) for s in seqs)
                     for part in micro_batches([len(s) for s in seqs], batch_size * longest):
                         part_seqs = [seqs[j] for j in part]
@@ -205,8 +185,22 @@ class Generator:
                                         * (padded - 1))
         finally:
             self.loss_norm = saved
-        others = np.delete(ll, label, axis=1)
-        return ll[:, label] - others.max(1)
+        return ll
+
+    def conditioning_accuracy(self, texts, labels, max_length: int | None, device, batch_size: int = 32) -> float:
+        """How well the class tokens condition the generator: the share of examples whose own class gives them the
+        highest likelihood (a generative classifier; chance = 1 / classes). Meant for the dev split: it needs no
+        learner, so it is a cheap signal for choosing stage 1's settings. (An example has the same length under every
+        class, so either loss normalisation would pick the same class.)"""
+        ll = self.class_log_likelihoods(texts, max_length, device, batch_size)
+        return float((ll.argmax(1) == np.asarray(labels)).mean())
+
+    def class_margins(self, texts: list[tuple[str, ...]], label: int, device, batch_size: int = 32) -> np.ndarray:
+        """How much more likely each text is under class ``label`` than under the likeliest other class, in nats:
+        log p(x | label) - max over c != label of log p(x | c), from the summed token log-likelihoods (the text, its
+        separator and eos). Positive: the generator itself would classify the text as ``label``."""
+        ll = self.class_log_likelihoods(texts, None, device, batch_size)
+        return ll[:, label] - np.delete(ll, label, axis=1).max(1)
 
     def sample(self, label: int, n: int, n_fields: int, seed: int, top_p: float, top_k: int, max_new_tokens: int,
                batch_size: int, device, min_acceptance: float = 0.02) -> tuple[list[tuple[str, ...]], list[list[int]]]:
