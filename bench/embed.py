@@ -94,3 +94,19 @@ def cached_embeddings(texts: list[tuple[str, ...]], encoder: str, pooling: str =
     np.save(tmp, arr)
     tmp.replace(path)
     return arr
+
+
+_ENCODERS: dict = {}
+
+
+def embed_texts(texts: list[tuple[str, ...]], encoder: str, pooling: str, device: str) -> np.ndarray:
+    """Embeddings of texts a method wrote (not cached on disk: they change with every set); the encoder is loaded
+    once per process and device."""
+    if (encoder, device) not in _ENCODERS:
+        from transformers import AutoModel
+
+        from .models import load_pretrained, load_tokenizer
+
+        _ENCODERS[(encoder, device)] = (load_pretrained(AutoModel, encoder).to(device), load_tokenizer(encoder))
+    model, tok = _ENCODERS[(encoder, device)]
+    return encode(texts, model, tok, pooling=pooling, device=device)

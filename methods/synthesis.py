@@ -156,11 +156,6 @@ class SynthesisMethod(Method):
             return np.random.default_rng(seed).choice(len(pool), size=dpc, replace=False)
         if self.config["keep"] != "kcenters":
             raise DilmbenchError(f"{self.name} keep must be random or kcenters, got '{self.config['keep']}'")
-        from transformers import AutoModel
+        from dilmbench.embed import embed_texts
 
-        from dilmbench.embed import encode
-        from dilmbench.models import load_pretrained, load_tokenizer
-
-        tok = load_tokenizer(ctx.encoder)
-        enc = load_pretrained(AutoModel, ctx.encoder).to(ctx.device)
-        return k_centers(encode(pool, enc, tok, pooling=ctx.pooling, device=ctx.device), dpc, seed=seed)
+        return k_centers(embed_texts(pool, ctx.encoder, ctx.pooling, ctx.device), dpc, seed=seed)

@@ -301,17 +301,12 @@ class DiLMMethod(Method):
             self._stage_seconds["gm"] = (checkpoint.load_progress(gm_dir / "final") or {}).get("seconds")
 
     def make_set(self, ctx: MethodContext, dpc: int, seed: int, set_index: int) -> TextSet:
-        from transformers import AutoModel
-
-        from dilmbench.embed import encode
-        from dilmbench.models import load_pretrained, load_tokenizer
+        from dilmbench.embed import embed_texts
 
         if self._gen is None:
             self.prepare(ctx)
         cfg = self._cfg(ctx.task)
         n_fields = len(ctx.task.text_fields)
-        enc_tok = load_tokenizer(ctx.encoder)
-        encoder = load_pretrained(AutoModel, ctx.encoder).to(ctx.device)
         texts, labels = [], []
         for c in range(ctx.task.num_labels):
             cand, _ = self._gen.sample(c, dpc * cfg["sample_factor"], n_fields, derive_seed(seed, "sample", c),
@@ -320,7 +315,7 @@ class DiLMMethod(Method):
             if cfg["class_filter"] is not None:
                 cand = self.filter_by_class(cand, c, dpc, cfg["class_filter"], ctx.device)
             if len(cand) > dpc:
-                emb = encode(cand, encoder, enc_tok, pooling=ctx.pooling, device=ctx.device)
+                emb = embed_texts(cand, ctx.encoder, ctx.pooling, ctx.device)
                 keep = k_centers(emb, dpc, seed=derive_seed(seed, "select", c), backend=cfg["select_backend"])
             else:
                 keep = range(dpc)
