@@ -9,6 +9,9 @@ from dilmbench.finetune import FinetuneRecipe, load_classifier, predict_logits, 
 from dilmbench.models import load_tokenizer
 
 
+LATER_DEFAULTS = {"cpu_bf16": False}
+
+
 class FinetuneEvaluator(Evaluator):
     """Fine-tune a pretrained learner with a fresh head (200 steps, AdamW 1e-4, cosine, warmup 0.5) and score it."""
 
@@ -22,6 +25,12 @@ class FinetuneEvaluator(Evaluator):
         self.recipe = FinetuneRecipe(**{k: v for k, v in self.config.items() if k != "learners"})
         self._tok: dict = {}
         self._eval_feats: dict = {}
+
+    def identity(self) -> dict:
+        ident = super().identity()
+        # options added later and left at their default keep the identity finished results were made under
+        ident["config"] = {k: v for k, v in ident["config"].items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+        return ident
 
     def learners(self) -> list[str]:
         return list(self.config["learners"])
@@ -45,7 +54,8 @@ class FinetuneEvaluator(Evaluator):
         losses = train_classifier(model, tok, textset.texts, textset.labels, self.recipe, seed, ctx.device,
                                   weights=textset.weights, progress=ctx.progress)
         t2 = time.perf_counter()
-        logits = predict_logits(model, self._eval_features(ctx, learner), tok, self.recipe.eval_batch_size, ctx.device)
+        logits = predict_logits(model, self._eval_features(ctx, learner), tok, self.recipe.eval_batch_size, ctx.device,
+                                cpu_bf16=self.recipe.cpu_bf16)
         preds = logits.argmax(1)
         t3 = time.perf_counter()
         metrics = ctx.task.score(ctx.data.labels(ctx.split), preds)

@@ -116,3 +116,32 @@ def test_symmetric_cross_entropy_is_alpha_ce_plus_beta_reverse_ce():
     want = [0.1 * -math.log(p[i, 0]) + 1.0 * 4.0 * (1 - p[i, 0]) for i in range(2)]
     got = symmetric_cross_entropy(alpha=0.1, beta=1.0, log_zero=-4.0)(logits, labels)
     assert got.tolist() == pytest.approx([float(w) for w in want], rel=1e-5)
+
+
+def test_cpu_bf16_runs_under_autocast_and_stays_out_of_the_default_identity(glue_dir, tiny_bert, tmp_path):
+    from dilmbench.batching import tokenize
+    from dilmbench.finetune import predict_logits
+
+    # off (the default): the identity finished results were made under, without the key
+    default = EVALUATORS.get("finetune")(learners=[tiny_bert])
+    assert "cpu_bf16" not in default.identity()["config"] and default.recipe.cpu_bf16 is False
+    on = EVALUATORS.get("finetune")(learners=[tiny_bert], cpu_bf16=True, steps=20, lr=1e-2)
+    assert on.identity()["config"]["cpu_bf16"] is True
+    # on: the forward passes see bfloat16 activations, training still learns, logits stay close to float32's
+    tok = load_tokenizer(tiny_bert)
+    model = load_classifier(tiny_bert, 2, 0, "cpu")
+    seen = []
+    hook = model.classifier.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    data = load_task_data(TASKS["sst2"], str(glue_dir), dev_size=10)
+    losses = train_classifier(model, tok, data.texts("pool")[:20], data.labels("pool")[:20], on.recipe, 0, "cpu")
+    assert seen and set(seen) == {torch.bfloat16}
+    assert np.mean(losses[-5:]) < losses[0]
+    feats = tokenize(tok, data.texts("eval"), 128)
+    seen.clear()
+    half = predict_logits(model, feats, tok, 256, "cpu", cpu_bf16=True)
+    assert set(seen) == {torch.bfloat16}
+    seen.clear()
+    full = predict_logits(model, feats, tok, 256, "cpu")
+    hook.remove()
+    assert set(seen) == {torch.float32}
+    assert half.dtype == np.float32 and np.abs(half - full).max() < 0.1 and not np.array_equal(half, full)
