@@ -86,13 +86,14 @@ def runs_dir(split: str) -> str:
     return "runs" if split == "eval" else f"runs-{split}"
 
 
-def result_status(path: Path, config_hash: str, data_id: str | None = None) -> str:
+def result_status(path: Path, config_hash: str, data_id: str | None = None, record: dict | None = None) -> str:
     """'missing', 'done' (complete, same config, same data), 'incomplete' (truncated or not ours), 'other-config',
     'other-data' (same config, made on data with another fingerprint) or 'no-fingerprint' (made before results
-    recorded their data's fingerprint; see Runner._prove_data)."""
+    recorded their data's fingerprint; see Runner._prove_data). ``record``: the file's read_result(), when the
+    caller has it already."""
     if not path.exists():
         return "missing"
-    done = read_result(path)
+    done = read_result(path) if record is None else record
     if done is None:
         return "incomplete"
     if done.get("config_hash") != config_hash:
@@ -242,10 +243,11 @@ class Runner:
                                 run_ident["score_split"] = split
                             path = self.run_path(task.name, spec.label, learner, dpc, set_index, init)
                             run_hash = stable_hash(run_ident)
-                            status = result_status(path, run_hash, fingerprint["id"])
-                            if status == "no-fingerprint" and self._prove_data(path, data):
+                            record = read_result(path) if path.exists() else None  # read once, checked three ways
+                            status = result_status(path, run_hash, fingerprint["id"], record)
+                            if status == "no-fingerprint" and self._prove_data(path, data, record):
                                 status = "done"
-                            if status == "done" and self._model_changed(path, learner, method_models):
+                            if status == "done" and self._model_changed(record, learner, method_models):
                                 status = "other-model"
                             if status in CHANGED and self.overwrite == "only-missing":
                                 in_the_way.append((path, status))
@@ -423,13 +425,13 @@ class Runner:
         return (ts, meta) if ts.content_hash() == meta.get("content_hash") else (None, None)
 
     @staticmethod
-    def _model_changed(path: Path, learner: str, method_models: dict) -> bool:
+    def _model_changed(record: dict | None, learner: str, method_models: dict) -> bool:
         """Whether a finished result was made with another snapshot of its learner or encoder than the one that would
         be loaded now (both revisions known and different). A result from before revisions were recorded (None)
         cannot be checked: `dilmbench validate` lists it."""
         from .provenance import model_revision
 
-        models = (read_result(path) or {}).get("models") or {}
+        models = (record or {}).get("models") or {}
         for key, model_id in {"learner": learner, **method_models}.items():
             recorded = (models.get(key) or {}).get("revision")
             now = model_revision(model_id)
@@ -438,14 +440,14 @@ class Runner:
         return False
 
     @staticmethod
-    def _prove_data(path: Path, data) -> bool:
+    def _prove_data(path: Path, data, record: dict | None = None) -> bool:
         """A finished result from before results recorded their data's fingerprint keeps its place only if its data
         is provably the data read now: the package's embedded files, unchanged since the git commit the result
         records. Then it gets the fingerprint (and says how it got it); anything else must be made again."""
         from .provenance import embedded_files_unchanged
         from .tasks import EMBEDDED_DIR
 
-        record = read_result(path)
+        record = read_result(path) if record is None else record
         if record is None or data.source != "embedded" or (record.get("data") or {}).get("source") != "embedded":
             return False
         commit = (record.get("environment") or {}).get("git_commit")
