@@ -66,10 +66,13 @@ def _data_note(rec: dict) -> str:
 
 
 def data_notes(df: pd.DataFrame) -> list[str]:
-    """'task [data id]: what it is', one line per data a table's results were made on."""
+    """'task data [id]: what it is; score: what the number is', one line per data a table's results were made on."""
+    from .tasks import TASKS
+
     out = []
     for (task, data), g in df.groupby(["task", "data"]):
-        out.append(f"{task} data {data}: {g['data_note'].iloc[0]}")
+        score = f"; score: {TASKS[task].score_words}" if task in TASKS else ""
+        out.append(f"{task} data {data}: {g['data_note'].iloc[0]}{score}")
     return out
 
 

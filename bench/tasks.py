@@ -41,6 +41,8 @@ def acc_f1_mean(labels, preds) -> dict:
 
 
 METRICS = {"accuracy": accuracy, "acc_f1_mean": acc_f1_mean}
+# what a table's score is, in words (a reader must not take QQP's number for an accuracy)
+METRIC_WORDS = {"accuracy": "accuracy", "acc_f1_mean": "mean of accuracy and F1 (positive class: label 1)"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,13 @@ class Task:
     @property
     def is_pair(self) -> bool:
         return len(self.text_fields) == 2
+
+    @property
+    def score_words(self) -> str:
+        """The headline score in words, e.g. for a table's notes."""
+        if callable(self.metric):
+            return f"the task's own metric ({getattr(self.metric, '__name__', 'a function')})"
+        return METRIC_WORDS.get(self.metric, self.metric)
 
     def score(self, labels, preds) -> dict:
         """The task's metrics on predictions; ``score`` is the headline number."""

@@ -534,6 +534,7 @@ def test_results_record_their_data_and_do_not_outlive_a_change_to_it(glue_dir, t
     assert fp["complete"] is False and fp["of_full"]["train"] == [120, 67_349]
     res = CliRunner().invoke(main, ["table", "--out", str(out)])
     assert res.exit_code == 0 and f"sst2 data {fp['id']}: SUBSET, not the paper's setting: train 120 of 67,349" in res.output
+    assert "; score: accuracy\n" in res.output
     # one train text edited, same number of rows: the finished result is no longer valid for this data
     train = data / "sst2" / "train-00000-of-00001.parquet"
     rows = pd.read_parquet(train)

@@ -113,3 +113,22 @@ register_task(Task(name="ag_tiny", description="a tiny AG News-like topic task",
     assert rec["scored_on"]["name"] == "test" and rec["scored_on"]["size"] == 40
     res = CliRunner().invoke(main, ["ls", "tasks", "--plugin", str(plugin)])
     assert "ag_tiny" in res.output and "AG News-like" in res.output
+
+
+def test_a_tables_notes_say_what_each_tasks_score_is():
+    import pandas as pd
+
+    from dilmbench.tables import data_notes
+    from dilmbench.tasks import Task
+
+    assert TASKS["qqp"].score_words.startswith("mean of accuracy and F1") and TASKS["mnli"].score_words == "accuracy"
+
+    def my_metric(labels, preds):
+        return {"score": 0.0}
+
+    plugin = Task(name="x", description="", hub_id="", hub_config="", revision=None, text_fields=("t",),
+                  label_names=("a", "b"), train_split="train", eval_split="validation", metric=my_metric)
+    assert plugin.score_words == "the task's own metric (my_metric)"
+    df = pd.DataFrame({"task": ["qqp", "sst2"], "data": ["aaa", "bbb"], "data_note": ["a subset", "complete"]})
+    assert data_notes(df) == ["qqp data aaa: a subset; score: mean of accuracy and F1 (positive class: label 1)",
+                              "sst2 data bbb: complete; score: accuracy"]
