@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dilmbench.cluster import kmeans_labels, nearest_to_centroids
+from dilmbench.cluster import k_centers, kmeans_labels
 
 
 def inertia(x, assign, k):
@@ -46,8 +46,7 @@ def main():
         for dpc in (5, 10, 20):
             for s in range(args.sets):
                 for c, xc in enumerate(classes):
-                    assign, _ = kmeans_labels(xc, dpc, seed=1000 * dpc + 10 * s + c, backend=b)
-                    nearest_to_centroids(xc, np.asarray(assign), dpc)
+                    k_centers(xc, dpc, seed=1000 * dpc + 10 * s + c, backend=b)
         secs = time.perf_counter() - t0
         line = f"  {b:14s}: {secs:8.1f} s for {3 * args.sets * 2} selections on {args.pool} x {args.dim}"
         if emb is not None:

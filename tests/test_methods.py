@@ -34,13 +34,23 @@ def test_kcenters_takes_one_real_point_per_cluster():
     from dilmbench.methods.kcenters import KCentersMethod
 
     x, blob = blobs()
-    for backend in ("sklearn", "faiss"):
+    for backend in ("sklearn", "faiss", "faiss-sampled"):
         picked = KCentersMethod(backend=backend).select(x, 5, np.random.default_rng(0))
         assert sorted(blob[picked].tolist()) == [0, 1, 2, 3, 4], backend
         # each pick is the member nearest its blob's mean
         for i in picked:
             members = x[blob == blob[i]]
             assert np.argmin(((members - members.mean(0)) ** 2).sum(1)) == np.flatnonzero(blob == blob[i]).tolist().index(i)
+
+
+def test_nearest_by_distance_takes_each_clusters_closest_member_first_on_ties():
+    from dilmbench.cluster import nearest_by_distance
+
+    assign = np.array([1, 0, 1, 0, 2, 1, 2])
+    dist = np.array([0.5, 0.3, 0.2, 0.3, 0.9, 0.2, 1.0])
+    assert nearest_by_distance(assign, dist, 3).tolist() == [1, 2, 4]
+    with pytest.raises(DilmbenchError, match="empty cluster"):
+        nearest_by_distance(assign, dist, 4)
 
 
 def test_kcenter_greedy_covers_every_blob_and_beats_random_radius():
