@@ -48,7 +48,8 @@ def encode(texts: list[tuple[str, ...]], model, tokenizer, pooling: str = "cls",
     """Embed texts with an already-loaded encoder. ``sort_by_length=False, pad_to_longest_text=True`` is the
     obvious implementation (every batch padded to the longest text overall), kept for the benchmark."""
     import torch
-    from tqdm.auto import tqdm
+
+    from .progress import progress as progress_bar
 
     if pooling not in POOLINGS:
         raise DilmbenchError(f"unknown pooling '{pooling}'; choose one of {POOLINGS}")
@@ -59,7 +60,7 @@ def encode(texts: list[tuple[str, ...]], model, tokenizer, pooling: str = "cls",
     batches = length_sorted_batches(feats, batch_size, sort=sort_by_length)
     n_batches = (len(feats) + batch_size - 1) // batch_size
     with torch.inference_mode():
-        for idx, fb in tqdm(batches, total=n_batches, desc=desc, disable=not progress, leave=False):
+        for idx, fb in progress_bar(batches, total=n_batches, desc=desc, enabled=progress, leave=False):
             batch = collate(tokenizer, fb, device, pad_to=pad_to)
             hidden = model(**batch).last_hidden_state
             out[idx] = pool_hidden(hidden, batch["attention_mask"], pooling, batch["input_ids"],
