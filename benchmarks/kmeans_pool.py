@@ -36,8 +36,13 @@ def main():
     x = (centres[rng.integers(0, 64, args.pool)] + 0.8 * rng.normal(size=(args.pool, args.dim))).astype(np.float32)
     y = (rng.random(args.pool) < 0.37).astype(int)
     classes = [np.ascontiguousarray(x[y == c]) for c in (0, 1)]
-    real = sorted(Path.home().joinpath(".cache/dilmbench/embeddings").glob("*.npy"))
-    emb = np.load(real[0]).astype(np.float32) if real else None
+    # the SST-2 pool's MiniLM embeddings, as the quick preset makes them (cached after the first run)
+    from dilmbench.config import MINILM
+    from dilmbench.embed import cached_embeddings
+    from dilmbench.tasks import TASKS, load_task_data
+
+    pool = load_task_data(TASKS["sst2"], "embedded", 2000, 0).texts("pool")
+    emb = cached_embeddings(pool, MINILM, "mean", progress=False).astype(np.float32)
     cases = [(dpc, s) for dpc in (5, 10, 20) for s in range(3)]
     refs = {case: inertia(emb, np.asarray(kmeans_labels(emb, case[0], seed=case[1], backend="sklearn")[0]), case[0])
             for case in cases} if emb is not None else {}
