@@ -53,6 +53,13 @@ class MethodContext:
         return self._emb[key]
 
 
+def identity_config(config: dict, later_defaults: dict) -> dict:
+    """A plugin's config as it enters a result's identity: an option added after results existed (``later_defaults``:
+    name -> the value that behaves as before it existed) is left out while it holds that value, so finished results
+    stay valid; set to anything else, it joins the identity."""
+    return {k: v for k, v in config.items() if not (k in later_defaults and v == later_defaults[k])}
+
+
 def code_identity(cls) -> dict:
     """What of a plugin's code joins its results' identity: its declared ``version`` (bump it when a change alters
     results) and, for a class loaded from a ``--plugin`` file, the file's sha256 (any edit redoes its runs)."""
@@ -77,6 +84,7 @@ class Method:
     version: ClassVar[str | None] = None  # bump when a code change alters what the method returns
     argument: ClassVar[str | None] = None  # the option that 'name:ARG' on the command line sets (file: "path")
     gives_sets: ClassVar[bool] = False  # its sets come from fixed_sets() (made elsewhere), not per DPC
+    later_defaults: ClassVar[dict] = {}  # options added later -> their old behaviour's value (see identity_config)
 
     def __init__(self, **config):
         unknown = set(config) - set(self.default_config)
@@ -107,7 +115,7 @@ class Method:
         return None
 
     def identity(self) -> dict:
-        return {"method": self.name, "config": self.config, **code_identity(type(self))}
+        return {"method": self.name, "config": identity_config(self.config, self.later_defaults), **code_identity(type(self))}
 
 
 def textset_from_pool(ctx: MethodContext, indices, method: str, config: dict, seed: int, dpc: int) -> TextSet:
@@ -173,6 +181,7 @@ class Evaluator:
     default_config: ClassVar[dict] = {}
     version: ClassVar[str | None] = None  # bump when a code change alters scores
     presets: ClassVar[dict] = {}  # the evaluator's own values per preset, merged under the user's options
+    later_defaults: ClassVar[dict] = {}  # options added later -> their old behaviour's value (see identity_config)
 
     @classmethod
     def for_preset(cls, preset: str | None, **options) -> "Evaluator":
@@ -200,7 +209,8 @@ class Evaluator:
         raise NotImplementedError
 
     def identity(self) -> dict:
-        return {"evaluator": self.name, "config": self.config, **code_identity(type(self))}
+        return {"evaluator": self.name, "config": identity_config(self.config, self.later_defaults),
+                **code_identity(type(self))}
 
     def close(self) -> None:
         """Release what evaluate() kept across runs (models, engines and their worker processes); the runner calls

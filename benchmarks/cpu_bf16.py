@@ -5,7 +5,6 @@ Usage: HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python benchmarks/cpu_bf16.py TASK DPC
   e.g. python benchmarks/cpu_bf16.py qqp 5 3 ../shared/data/glue-subsets
 """
 import sys
-import time
 
 import numpy as np
 import torch
@@ -33,7 +32,6 @@ for s in range(n_sets):
                  labels=[int(labels[j]) for j in rows])
     out = {}
     for p, ev in evs.items():
-        t0 = time.perf_counter()
         res = ev.evaluate(ctx, ts, ev.learners()[0], seed=s)
         out[p] = (res["timing_s"]["train"], res["timing_s"]["eval"], res["score"])
     (a, b, c), (d, e, f) = out[False], out[True]

@@ -8,7 +8,6 @@ Usage: OMP_NUM_THREADS=2 python benchmarks/kmeans_pool.py [--sets 20] [--pool 36
 """
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -45,7 +44,7 @@ def main():
     emb = cached_embeddings(pool, MINILM, "mean", progress=False).astype(np.float32)
     cases = [(dpc, s) for dpc in (5, 10, 20) for s in range(3)]
     refs = {case: inertia(emb, np.asarray(kmeans_labels(emb, case[0], seed=case[1], backend="sklearn")[0]), case[0])
-            for case in cases} if emb is not None else {}
+            for case in cases}
     for b in backends:
         t0 = time.perf_counter()
         for dpc in (5, 10, 20):
@@ -54,13 +53,12 @@ def main():
                     k_centers(xc, dpc, seed=1000 * dpc + 10 * s + c, backend=b)
         secs = time.perf_counter() - t0
         line = f"  {b:14s}: {secs:8.1f} s for {3 * args.sets * 2} selections on {args.pool} x {args.dim}"
-        if emb is not None:
-            ratios = []
-            for dpc, s in cases:
-                got, _ = kmeans_labels(emb, dpc, seed=s, backend=b)
-                ratios.append(inertia(emb, np.asarray(got), dpc) / refs[(dpc, s)])
-            line += (f"; inertia / sklearn's on the real SST-2 pool ({emb.shape[0]} x {emb.shape[1]}): "
-                     f"mean {np.mean(ratios):.4f}, worst {np.max(ratios):.4f}")
+        ratios = []
+        for dpc, s in cases:
+            got, _ = kmeans_labels(emb, dpc, seed=s, backend=b)
+            ratios.append(inertia(emb, np.asarray(got), dpc) / refs[(dpc, s)])
+        line += (f"; inertia / sklearn's on the real SST-2 pool ({emb.shape[0]} x {emb.shape[1]}): "
+                 f"mean {np.mean(ratios):.4f}, worst {np.max(ratios):.4f}")
         print(line, flush=True)
 
 

@@ -9,9 +9,6 @@ from dilmbench.finetune import FinetuneRecipe, load_classifier, predict_logits, 
 from dilmbench.models import load_tokenizer
 
 
-LATER_DEFAULTS = {"cpu_bf16": False}
-
-
 class FinetuneEvaluator(Evaluator):
     """Fine-tune a pretrained learner with a fresh head (200 steps, AdamW 1e-4, cosine, warmup 0.5) and score it."""
 
@@ -19,18 +16,13 @@ class FinetuneEvaluator(Evaluator):
                       **FinetuneRecipe().to_dict()}
     # the paper's learners; the CPU preset fine-tunes MiniLM
     presets = {"quick": {"learners": ["sentence-transformers/all-MiniLM-L6-v2"]}}
+    later_defaults = {"cpu_bf16": False}  # added in session 7; off, finished results keep their identity
 
     def __init__(self, **config):
         super().__init__(**config)
         self.recipe = FinetuneRecipe(**{k: v for k, v in self.config.items() if k != "learners"})
         self._tok: dict = {}
         self._eval_feats: dict = {}
-
-    def identity(self) -> dict:
-        ident = super().identity()
-        # options added later and left at their default keep the identity finished results were made under
-        ident["config"] = {k: v for k, v in ident["config"].items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
-        return ident
 
     def learners(self) -> list[str]:
         return list(self.config["learners"])

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from dilmbench import checkpoint
-from dilmbench.api import Method, MethodContext
+from dilmbench.api import Method, MethodContext, identity_config
 from dilmbench.cache import stable_hash
 from dilmbench.cluster import k_centers, kmeans_labels
 from dilmbench.errors import DilmbenchError
@@ -104,8 +104,6 @@ STAGE2_KEYS = {"learner", "learner_max_length", "outer_loops", "inner_loops", "l
 # Keys that change no trained weight: stage 3 only, or speed only.
 NOT_WEIGHTS = {"sample_factor", "top_p", "top_k", "gen_batch_size", "select_backend", "ckpt_every",
                "lm_micro_batch_tokens", "class_filter"}
-# Options added after results existed; off (None), they stay out of the identity.
-LATER_OPTIONS = {"class_filter"}
 # The paper's QQP / MNLI real batches: 100 per class, 2 accumulated.
 PAIR_TASK_OVERRIDES = {"real_batch": 100, "real_accum": 2}
 
@@ -157,6 +155,7 @@ class DiLMMethod(Method):
     presets = {"quick": QUICK}
     use_gradient_matching = True
     needs_embeddings = True  # teacher sets and the final k-centers use the encoder; its id joins the set's identity
+    later_defaults = {"class_filter": None}  # added in session 6; off, finished sets keep their identity
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -188,9 +187,7 @@ class DiLMMethod(Method):
         # without gradient matching the stage-2 settings change nothing, so they stay out of the identity (a new
         # gm_lr must not throw away dilm_vanilla's finished runs)
         cfg = self.config if self.config["gm"] else {k: v for k, v in self.config.items() if k not in STAGE2_KEYS}
-        # a stage-3 option added later and left off (class_filter None) keeps the identity finished sets were made under
-        cfg = {k: v for k, v in cfg.items() if not (k in LATER_OPTIONS and v is None)}
-        return {"method": self.name, "config": cfg}
+        return {"method": self.name, "config": identity_config(cfg, self.later_defaults)}
 
     def new_generator(self, ctx: MethodContext) -> Generator:
         cfg = self.config
