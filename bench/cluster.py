@@ -54,13 +54,20 @@ def _kmeans(x: np.ndarray, k: int, seed: int, backend: str, max_iter: int):
     raise DilmbenchError(f"unknown k-means backend '{backend}'; choose sklearn, faiss or faiss-sampled")
 
 
+def _cluster_sizes(assign: np.ndarray, k: int) -> np.ndarray:
+    """Members per cluster; an empty cluster is the user's data problem (too few distinct texts), said in one line."""
+    counts = np.bincount(assign, minlength=k)
+    if (counts == 0).any():
+        raise DilmbenchError(f"k-means produced an empty cluster (k={k}); the class has too few distinct texts")
+    return counts
+
+
 def nearest_to_centroids(x: np.ndarray, assign: np.ndarray, k: int) -> np.ndarray:
     """For each cluster, the member nearest its mean (as DiLM's reference implementation)."""
+    _cluster_sizes(assign, k)
     picked = []
     for j in range(k):
         members = np.flatnonzero(assign == j)
-        if len(members) == 0:
-            raise DilmbenchError(f"k-means produced an empty cluster (k={k}); the class has too few distinct texts")
         centre = x[members].mean(0)
         picked.append(members[np.argmin(((x[members] - centre) ** 2).sum(1))])
     return np.asarray(picked)
@@ -68,9 +75,7 @@ def nearest_to_centroids(x: np.ndarray, assign: np.ndarray, k: int) -> np.ndarra
 
 def nearest_by_distance(assign: np.ndarray, dist: np.ndarray, k: int) -> np.ndarray:
     """For each cluster, its member with the smallest ``dist`` (to the cluster's centroid); ties: the first."""
-    counts = np.bincount(assign, minlength=k)
-    if (counts == 0).any():
-        raise DilmbenchError(f"k-means produced an empty cluster (k={k}); the class has too few distinct texts")
+    counts = _cluster_sizes(assign, k)
     order = np.lexsort((np.arange(len(assign)), dist, assign))
     return order[np.concatenate([[0], np.cumsum(counts)[:-1]])]
 

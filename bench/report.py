@@ -38,13 +38,6 @@ def _table_html(df: pd.DataFrame, css_id: str) -> str:
     return df.to_html(escape=True, border=0, table_id=css_id)
 
 
-def _read_records(out: Path, split: str) -> list[dict]:
-    from .runner import read_result, runs_dir
-
-    root = out / runs_dir(split)
-    return [r for r in (read_result(p) for p in sorted(root.rglob("*.json"))) if r is not None]
-
-
 def _cell_provenance(records: list[dict]) -> pd.DataFrame:
     from .validate import cell_configuration
 
@@ -119,11 +112,14 @@ def _set_browser(out: Path, records: list[dict]) -> tuple[str, int]:
 def build_report(results: str | Path, site: str | Path, reference: str | None = None, split: str = "eval") -> Path:
     """Write ``site/index.html`` (and the figure beside it); return the page's path."""
     from .plots import plot
-    from .tables import (build_cards_table, build_table, data_notes, load_cards, load_reference, load_results)
+    from .tables import (build_cards_table, build_table, data_notes, load_cards, load_reference, load_results,
+                         read_records)
     from .validate import render_report, validate
 
     results, site = Path(results), Path(site)
-    df = load_results(results, split)
+    read = read_records(results, split)  # once, for the table and for the provenance and set browser
+    records = read[0]
+    df = load_results(results, split, read)
     if site.resolve() == results.resolve():
         raise DilmbenchError("the site folder must not be the results folder itself")
     site.mkdir(parents=True, exist_ok=True)
@@ -131,7 +127,6 @@ def build_report(results: str | Path, site: str | Path, reference: str | None = 
     figures = plot(df, site, ref)
     table = build_table(df, ref)
     cards, missing_cards = load_cards(results, df)
-    records = _read_records(results, split)
     check = validate(results)
     browser, n_sets = _set_browser(results, records)
     status = ("<p class='ok'>dilmbench validate: every check passed.</p>" if check["ok"] else

@@ -86,14 +86,17 @@ def runs_dir(split: str) -> str:
     return "runs" if split == "eval" else f"runs-{split}"
 
 
-def result_status(path: Path, config_hash: str, data_id: str | None = None, record: dict | None = None) -> str:
+_UNREAD = object()  # result_status's "the caller has not read the file" (None is "read: not a complete result")
+
+
+def result_status(path: Path, config_hash: str, data_id: str | None = None, record=_UNREAD) -> str:
     """'missing', 'done' (complete, same config, same data), 'incomplete' (truncated or not ours), 'other-config',
     'other-data' (same config, made on data with another fingerprint) or 'no-fingerprint' (made before results
     recorded their data's fingerprint; see Runner._prove_data). ``record``: the file's read_result(), when the
-    caller has it already."""
+    caller has it already (None when it was read and is not a complete result)."""
     if not path.exists():
         return "missing"
-    done = read_result(path) if record is None else record
+    done = read_result(path) if record is _UNREAD else record
     if done is None:
         return "incomplete"
     if done.get("config_hash") != config_hash:

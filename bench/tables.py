@@ -12,22 +12,34 @@ from .errors import DilmbenchError
 FORMATS = {"markdown": "github", "latex": "latex_booktabs", "csv": None}
 
 
-def load_results(out: str | Path, split: str = "eval") -> pd.DataFrame:
+def read_records(out: str | Path, split: str = "eval") -> tuple[list[dict], list[str]]:
+    """Every complete result under ``out`` for ``split``, and the paths of the files that are not one."""
     from .runner import read_result, runs_dir
 
     root = Path(out) / runs_dir(split)
-    rows, unreadable = [], []
+    records, unreadable = [], []
     for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
         rec = read_result(path)
         if rec is None:
             unreadable.append(str(path))
-            continue
-        rows.append({"task": rec["task"], "method": rec["method"], "dpc": rec["dpc"], "evaluator": rec["evaluator"],
-                     "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
-                     "score": rec["score"], "set_path": rec.get("textset", {}).get("path"),
-                     "data": _data_label(rec), "data_note": _data_note(rec), "cell_config": _cell_config(rec),
-                     **{f"{k}_s": (rec.get("timing_s") or {}).get(k) for k in ("make_set", "method_prepare",
-                                                                                "evaluate_total")}})
+        else:
+            records.append(rec)
+    return records, unreadable
+
+
+def load_results(out: str | Path, split: str = "eval", read: tuple[list[dict], list[str]] | None = None) -> pd.DataFrame:
+    """One row per result; ``read``: read_records()'s answer, when the caller has read the folder already."""
+    from .runner import runs_dir
+
+    root = Path(out) / runs_dir(split)
+    records, unreadable = read_records(out, split) if read is None else read
+    rows = [{"task": rec["task"], "method": rec["method"], "dpc": rec["dpc"], "evaluator": rec["evaluator"],
+             "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
+             "score": rec["score"], "set_path": rec.get("textset", {}).get("path"),
+             "data": _data_label(rec), "data_note": _data_note(rec), "cell_config": _cell_config(rec),
+             **{f"{k}_s": (rec.get("timing_s") or {}).get(k) for k in ("make_set", "method_prepare",
+                                                                        "evaluate_total")}}
+            for rec in records]
     if not rows:
         if unreadable:
             raise DilmbenchError(f"no readable results under '{root}': {len(unreadable)} file(s) are truncated or not "

@@ -41,7 +41,7 @@ import numpy as np
 from dilmbench import checkpoint
 from dilmbench.api import Method, MethodContext, identity_config
 from dilmbench.cache import stable_hash
-from dilmbench.cluster import k_centers, kmeans_labels
+from dilmbench.cluster import k_centers
 from dilmbench.errors import DilmbenchError
 from dilmbench.seeds import derive_seed
 from dilmbench.textset import TextSet
