@@ -66,7 +66,13 @@ def test_rerun_skips_and_interrupted_run_resumes(glue_dir, tiny_bert, tmp_path, 
     # a truncated result is detected and redone; 'never' leaves it, 'always' redoes all
     victim = _runs(out)[0]
     victim.write_text(victim.read_text()[:40])
+    import dilmbench.runner as runner_module
+
+    reads = []
+    monkeypatch.setattr(runner_module, "read_result", lambda p: reads.append(p) or read_result(p))
     assert Runner(cfg, out, overwrite="never", progress=False).run()["done"] == 0
+    assert sorted(reads) == _runs(out)  # planning reads each result once, the truncated one included
+    monkeypatch.setattr(runner_module, "read_result", read_result)
     assert read_result(victim) is None
     said = []
     assert Runner(cfg, out, progress=False, log=said.append).run()["done"] == 1
