@@ -33,7 +33,7 @@ for cmd in "$main" "$tests"; do
         took=$(( $(date +%s) - start ))
         total=$(( total + took ))
         # pip's own lines are noise here; everything else the command printed is kept
-        grep -v -E '^(  |Collecting|Downloading|Requirement already|Installing collected|Building|Created wheel|Stored in|Successfully|Obtaining|Preparing|Checking|Getting requirements|Looking in|Using cached|Processing|WARNING: Running pip)' \
+        grep -v -E '^(  |Collecting|Downloading|Requirement already|Installing collected|Building|Created wheel|Stored in|Successfully|Obtaining|Preparing|Checking|Getting requirements|Looking in|Using cached|Processing|WARNING: Running pip|WARNING: Location|Generating )' \
             "$work/out.log"
         echo "# [$part] exit status $status, wall $took s"
         [ "$status" = 0 ] || exit "$status"
