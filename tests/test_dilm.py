@@ -193,6 +193,10 @@ def test_vanilla_identity_ignores_stage_two_settings(tiny_gpt, tiny_bert):
     # a stage-1 or stage-3 setting still tells vanilla runs apart
     vanilla = METHODS.get("dilm_vanilla")
     assert vanilla(**tiny_config(tiny_gpt, tiny_bert, lm_lr=2e-3)).identity() != vanilla(**tiny_config(tiny_gpt, tiny_bert)).identity()
+    # like every method's, DiLM's identity carries its code's declared version (bumped when a change alters sets)
+    bumped = type("DiLMv2", (vanilla,), {"version": "2"})
+    assert bumped(**tiny_config(tiny_gpt, tiny_bert)).identity() == {
+        **vanilla(**tiny_config(tiny_gpt, tiny_bert)).identity(), "version": "2"}
 
 
 def test_lm_stage_micro_batches_give_the_same_model(glue_dir, tiny_gpt, tiny_bert, tmp_path):

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from dilmbench import checkpoint
-from dilmbench.api import Method, MethodContext, identity_config
+from dilmbench.api import Method, MethodContext
 from dilmbench.cache import stable_hash
 from dilmbench.cluster import k_centers
 from dilmbench.errors import DilmbenchError
@@ -184,10 +184,12 @@ class DiLMMethod(Method):
         return root / f"lm-{lm_hash}", root / f"gm-{gm_hash}"
 
     def identity(self) -> dict:
-        # without gradient matching the stage-2 settings change nothing, so they stay out of the identity (a new
-        # gm_lr must not throw away dilm_vanilla's finished runs)
-        cfg = self.config if self.config["gm"] else {k: v for k, v in self.config.items() if k not in STAGE2_KEYS}
-        return {"method": self.name, "config": identity_config(cfg, self.later_defaults)}
+        ident = super().identity()  # name, config (less the later defaults), version / plugin file hash
+        if not self.config["gm"]:
+            # without gradient matching the stage-2 settings change nothing, so they stay out of the identity (a new
+            # gm_lr must not throw away dilm_vanilla's finished runs)
+            ident["config"] = {k: v for k, v in ident["config"].items() if k not in STAGE2_KEYS}
+        return ident
 
     def new_generator(self, ctx: MethodContext) -> Generator:
         cfg = self.config
