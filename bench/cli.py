@@ -121,11 +121,13 @@ def _run_config(preset, config_file, tasks, methods, dpc, sets, inits, learners,
               help="Scores on the evaluation split (runs/) or on the dev split (runs-dev/, from run --score-on dev).")
 @click.option("--cost", is_flag=True, help="Also what each cell cost: set-making and evaluation seconds, the method's "
               "one-off preparation, and LLM calls and tokens per generated set.")
+@click.option("--metric", default=None, help="Tabulate this recorded metric instead of the score (for example "
+              "demo_perplexity or queries_per_s of the icl evaluator), as recorded, not in percent.")
 @click.option("--cards", is_flag=True, help="Also the text sets' cards per method x DPC: label agreement with an "
               "independent judge, share memorised from train, mean words, distinct-2.")
-def table(out, fmt, reference, task, evaluator, split, cost, cards):
+def table(out, fmt, reference, task, evaluator, split, cost, cards, metric):
     """Print mean ± std per method x DPC (percent; std with ddof 0), with gain over random."""
-    from .tables import build_table, data_notes, load_reference, load_results, render
+    from .tables import build_table, data_notes, load_reference, load_results, render, with_metric
 
     if split == "dev" and reference:
         raise DilmbenchError("--reference compares with published evaluation-split numbers; not with --split dev")
@@ -140,8 +142,15 @@ def table(out, fmt, reference, task, evaluator, split, cost, cards):
         df = df[df["evaluator"] == evaluator]
     if df.empty:
         raise DilmbenchError("no results match the filters")
+    if metric and reference:
+        raise DilmbenchError("--reference sets the paper's scores beside ours; it does not go with --metric")
     ref = load_reference(reference) if reference else None
-    click.echo(render(build_table(df, ref), fmt))
+    if metric:
+        df = with_metric(df, metric)
+        click.echo(f"{metric} (mean ± std over runs, as recorded; runs without it left out):")
+        click.echo(render(build_table(df, baseline=None, scale=1), fmt))
+    else:
+        click.echo(render(build_table(df, ref), fmt))
     notes = data_notes(df)  # what data each column was made on (a subset pool must not pass for GLUE)
     if fmt == "markdown":
         click.echo("\nData:\n" + "\n".join(f"- {n}" for n in notes))

@@ -35,7 +35,7 @@ def load_results(out: str | Path, split: str = "eval", read: tuple[list[dict], l
     records, unreadable = read_records(out, split) if read is None else read
     rows = [{"task": rec["task"], "method": rec["method"], "dpc": rec["dpc"], "evaluator": rec["evaluator"],
              "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
-             "score": rec["score"], "set_path": rec.get("textset", {}).get("path"),
+             "score": rec["score"], "metrics": rec.get("metrics") or {}, "set_path": rec.get("textset", {}).get("path"),
              "data": _data_label(rec), "data_note": _data_note(rec), "cell_config": _cell_config(rec),
              **{f"{k}_s": (rec.get("timing_s") or {}).get(k) for k in ("make_set", "method_prepare",
                                                                         "evaluate_total")}}
@@ -125,8 +125,23 @@ def _short(model: str) -> str:
     return model.split("/")[-1]
 
 
-def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baseline: str = "random") -> pd.DataFrame:
-    """Rows: methods (then gain over the baseline, then the paper's numbers); columns: task/learner/DPC."""
+def with_metric(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The results with ``score`` replaced by the recorded metric ``metric`` (runs that lack it are dropped)."""
+    values = df["metrics"].map(lambda m: m.get(metric) if isinstance(m, dict) else None)
+    numeric = values.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+    if not numeric.any():
+        known = sorted({k for m in df["metrics"] if isinstance(m, dict) for k, v in m.items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        raise DilmbenchError(f"no result records a numeric metric '{metric}'; these do: {', '.join(known) or 'none'}")
+    out = df[numeric].copy()
+    out["score"] = values[numeric].astype(float)
+    return out
+
+
+def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baseline: str | None = "random",
+                scale: float = 100) -> pd.DataFrame:
+    """Rows: methods (then gain over the baseline, then the paper's numbers); columns: task/learner/DPC. ``scale``:
+    100 shows scores as percent; 1 shows a metric as recorded (``baseline=None``: no gain rows)."""
     s = summarize(df)
     learner = s["learner"].map(_short)
     if s["evaluator"].nunique() > 1:  # the same model may be fine-tuned and prompted: keep the columns apart
@@ -138,11 +153,11 @@ def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baselin
     s["column"] = task + " / " + learner + " / DPC " + s["dpc"].astype(str)
     keys = {c: (t, e, _short(str(l)), int(d)) for c, t, e, l, d in
             zip(s["column"], s["task"], s["evaluator"], s["learner"], s["dpc"])}
-    s["cell"] = [f"{100 * m:.1f} ± {100 * sd:.1f} (n={n})" + (f" MIXED: {k} configurations" if k > 1 else "")
+    s["cell"] = [f"{scale * m:.{1 if scale != 1 else 2}f} ± {scale * sd:.{1 if scale != 1 else 2}f} (n={n})" + (f" MIXED: {k} configurations" if k > 1 else "")
                  for m, sd, n, k in zip(s["mean"], s["std"], s["n"], s["configs"])]
     order = s.sort_values(["task", "evaluator", "learner", "dpc"])["column"].drop_duplicates().tolist()
     table = s.pivot_table(index="method", columns="column", values="cell", aggfunc="first")
-    methods = sorted(table.index, key=lambda m: (m != baseline, m))
+    methods = sorted(table.index, key=lambda m: (baseline is None or m != baseline, m))
     table = table.reindex(index=methods, columns=order).fillna("–")
     means = s.pivot_table(index="method", columns="column", values="mean", aggfunc="first")
     if baseline in means.index:

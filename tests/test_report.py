@@ -3,6 +3,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -196,3 +197,16 @@ def test_table_cost_says_what_each_cell_took(results):
     assert len(cost) == 4 and all("–" not in ln.split("|")[5] for ln in cost)  # set-making seconds for every cell
     runs = {ln.split("|")[2].strip(): int(ln.split("|")[4]) for ln in cost}
     assert runs == {"herding": 4, "random": 4}
+
+
+def test_table_metric_tabulates_a_recorded_metric_and_names_the_known_ones(results):
+    res = CliRunner().invoke(main, ["table", "--out", str(results), "--metric", "accuracy"])
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(p.read_text()) for p in _runs(results)]
+    want = [r["metrics"]["accuracy"] for r in recs if r["method"] == "herding" and r["dpc"] == 2]
+    row = next(ln for ln in res.output.splitlines() if ln.startswith("| herding "))
+    assert row.split("|")[2].strip() == f"{sum(want) / len(want):.2f} ± {float(np.std(want)):.2f} (n=4)"
+    assert "− random" not in res.output  # a metric gets no gain rows
+    res = CliRunner().invoke(main, ["table", "--out", str(results), "--metric", "no_such_metric"])
+    assert res.exit_code != 0 and "no result records a numeric metric 'no_such_metric'" in res.output
+    assert "accuracy" in res.output.splitlines()[-1]
