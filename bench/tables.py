@@ -56,14 +56,32 @@ def _cell_config(rec: dict) -> str:
     return cell_configuration(rec)
 
 
+def _scored_part(rec: dict) -> tuple[int, int, str] | None:
+    """(examples scored, rows of the split, split name) when a run scored only part of its split (an evaluator's
+    max_eval), else None: such a run is never averaged with runs scored on the whole split."""
+    n = (rec.get("metrics") or {}).get("eval_examples")
+    on = rec.get("scored_on") or {}
+    if isinstance(n, int) and isinstance(on.get("size"), int) and n < on["size"]:
+        return n, on["size"], on.get("name") or on.get("split") or "evaluation"
+    return None
+
+
 def _data_label(rec: dict) -> str:
     from .runner import result_data_id
 
-    return result_data_id(rec) or "unrecorded"
+    label = result_data_id(rec) or "unrecorded"
+    part = _scored_part(rec)
+    return label if part is None else f"{label}, first {part[0]:,}"
 
 
 def _data_note(rec: dict) -> str:
     """One line on what data a result was made on: its fingerprint, rows, and whether it is the complete split."""
+    part = _scored_part(rec)
+    scored = "" if part is None else f"; SCORED ON THE FIRST {part[0]:,} OF {part[1]:,} {part[2]} rows only"
+    return _whole_data_note(rec) + scored
+
+
+def _whole_data_note(rec: dict) -> str:
     data = rec.get("data") or {}
     fp = data.get("fingerprint")
     if not fp:

@@ -210,3 +210,19 @@ def test_table_metric_tabulates_a_recorded_metric_and_names_the_known_ones(resul
     res = CliRunner().invoke(main, ["table", "--out", str(results), "--metric", "no_such_metric"])
     assert res.exit_code != 0 and "no result records a numeric metric 'no_such_metric'" in res.output
     assert "accuracy" in res.output.splitlines()[-1]
+
+
+def test_runs_scored_on_part_of_the_split_are_never_averaged_with_whole_split_runs(results, tmp_path):
+    out = _copy(results, tmp_path)
+    path = next(p for p in _runs(out) if "herding" in str(p) and "dpc2" in str(p))
+    rec = json.loads(path.read_text())
+    size = rec["scored_on"]["size"]
+    rec["metrics"]["eval_examples"] = size - 3  # as an evaluator's max_eval records it
+    path.write_text(json.dumps(rec))
+    res = CliRunner().invoke(main, ["table", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"SCORED ON THE FIRST {size - 3:,} OF {size:,}" in res.output
+    header = res.output.splitlines()[0]
+    assert header.count("DPC 2") == 2 and ", first " in header  # its own column, not one cell with the others
+    cells = [ln for ln in res.output.splitlines() if ln.startswith("| herding ")][0]
+    assert "(n=1)" in cells and "(n=3)" in cells
