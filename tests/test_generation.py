@@ -57,6 +57,11 @@ def test_generated_texts_are_cached_by_model_prompt_sampling_seed_and_index(tiny
     other = TextGenerator(tiny_gpt, cache_dir=tmp_path)  # other sampling parameters are other texts
     other.generate(PROMPTS, Sampling(max_new_tokens=6, top_p=0.5), seed=1, n=1)
     assert other.cost["llm_calls"] == 3
+    # another backend draws other texts from the same seeds: it never reads the transformers backend's cache
+    vllm = TextGenerator(tiny_gpt, cache_dir=tmp_path, backend="vllm")
+    monkeypatch.setattr(vllm, "_vllm", lambda prompts, seeds, s: [("from vllm", 2)] * len(prompts))
+    assert vllm.generate(PROMPTS, s, seed=1, n=2) == [["from vllm"] * 2] * len(PROMPTS)
+    assert vllm.cost["llm_calls"] == 6 and vllm.cost["cached"] == 0
 
 
 @pytest.mark.parametrize("kw", [{"max_new_tokens": 0}, {"top_p": 0.0}, {"temperature": -1.0}, {"top_k": -2}])
