@@ -82,10 +82,11 @@ def test_ray_gives_the_same_results_and_retries_a_crashed_worker(glue_dir, tiny_
     marker = str(tmp_path / "crashed-once")
 
     def crash_once(job, threads, plugins):  # (shipped to the Ray worker by value)
-        if not os.path.exists(marker):
-            open(marker, "w").close()
-            os._exit(1)
-        return w.ray_job(job, threads, plugins)
+        try:  # atomic: of two workers that start at once, only the one that creates the marker crashes
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return w.ray_job(job, threads, plugins)
+        os._exit(1)
 
     monkeypatch.setattr(w.RayWorkers, "job_function", staticmethod(crash_once))
     out = tmp_path / "ray"
