@@ -145,11 +145,13 @@ def _short(model: str) -> str:
 
 def with_metric(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The results with ``score`` replaced by the recorded metric ``metric`` (runs that lack it are dropped)."""
+    def is_number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
     values = df["metrics"].map(lambda m: m.get(metric) if isinstance(m, dict) else None)
-    numeric = values.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+    numeric = values.map(is_number)
     if not numeric.any():
-        known = sorted({k for m in df["metrics"] if isinstance(m, dict) for k, v in m.items()
-                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        known = sorted({k for m in df["metrics"] if isinstance(m, dict) for k, v in m.items() if is_number(v)})
         raise DilmbenchError(f"no result records a numeric metric '{metric}'; these do: {', '.join(known) or 'none'}")
     out = df[numeric].copy()
     out["score"] = values[numeric].astype(float)
@@ -171,11 +173,12 @@ def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baselin
     s["column"] = task + " / " + learner + " / DPC " + s["dpc"].astype(str)
     keys = {c: (t, e, _short(str(l)), int(d)) for c, t, e, l, d in
             zip(s["column"], s["task"], s["evaluator"], s["learner"], s["dpc"])}
-    s["cell"] = [f"{scale * m:.{1 if scale != 1 else 2}f} ± {scale * sd:.{1 if scale != 1 else 2}f} (n={n})" + (f" MIXED: {k} configurations" if k > 1 else "")
+    digits = 2 if scale == 1 else 1  # a metric as recorded keeps two decimals; percent, one
+    s["cell"] = [f"{scale * m:.{digits}f} ± {scale * sd:.{digits}f} (n={n})" + (f" MIXED: {k} configurations" if k > 1 else "")
                  for m, sd, n, k in zip(s["mean"], s["std"], s["n"], s["configs"])]
     order = s.sort_values(["task", "evaluator", "learner", "dpc"])["column"].drop_duplicates().tolist()
     table = s.pivot_table(index="method", columns="column", values="cell", aggfunc="first")
-    methods = sorted(table.index, key=lambda m: (baseline is None or m != baseline, m))
+    methods = sorted(table.index, key=lambda m: (m != baseline, m))
     table = table.reindex(index=methods, columns=order).fillna("–")
     means = s.pivot_table(index="method", columns="column", values="mean", aggfunc="first")
     if baseline in means.index:
