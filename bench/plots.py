@@ -55,7 +55,7 @@ def figure(df: pd.DataFrame, reference: pd.DataFrame | None = None, columns: int
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
     ncol = min(columns, len(ps))
     nrow = -(-len(ps) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.6 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.2 * ncol, 3.6 * nrow), squeeze=False)
     for ax in axes.flat[len(ps):]:
         ax.set_visible(False)
     for ax, (title, g) in zip(axes.flat, ps):
@@ -87,6 +87,7 @@ def figure(df: pd.DataFrame, reference: pd.DataFrame | None = None, columns: int
         ax.set_xlabel("texts per class (DPC)")
         ax.set_ylabel("score (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        # beside the panel, not on it: with nine methods a legend inside covers the DPC-20 points
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig
