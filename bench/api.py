@@ -117,6 +117,11 @@ class Method:
     def identity(self) -> dict:
         return {"method": self.name, "config": identity_config(self.config, self.later_defaults), **code_identity(type(self))}
 
+    def task_identity(self, task: Task) -> dict:
+        """What joins a set's identity on this task only (settings the method applies per task, e.g. a pair task's
+        own lengths); {} for most methods. Kept apart from identity() so that other tasks' results stay valid."""
+        return {}
+
 
 def textset_from_pool(ctx: MethodContext, indices, method: str, config: dict, seed: int, dpc: int) -> TextSet:
     indices = [int(i) for i in indices]

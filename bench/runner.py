@@ -185,7 +185,7 @@ class Runner:
     def set_identity(self, data, spec: MethodSpec, dpc: int, set_index: int) -> dict:
         method = self.methods[spec.label]
         ident = {"task": data.task.name, "data": {k: v for k, v in data.provenance().items() if k != "source"},
-                 "method": method.identity(), "dpc": dpc, "set_index": set_index, "base_seed": self.cfg["seed"]}
+                 "method": {**method.identity(), **method.task_identity(data.task)}, "dpc": dpc, "set_index": set_index, "base_seed": self.cfg["seed"]}
         if method.needs_embeddings:
             ident["encoder"] = {"model": self.cfg["encoder"], "pooling": self.cfg["pooling"]}
         return ident

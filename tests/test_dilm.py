@@ -5,6 +5,7 @@ import torch
 
 from dilmbench.api import MethodContext
 from dilmbench.batching import collate, tokenize
+from dilmbench.errors import DilmbenchError
 from dilmbench.finetune import load_classifier
 from dilmbench.models import load_tokenizer
 from dilmbench.registry import METHODS
@@ -344,6 +345,41 @@ def test_paper_preset_matches_the_reference_settings():
     # pair tasks get the reference's pair real batches (100 per class, 2 accumulated)
     cfg = METHODS.get("dilm")()._cfg(TASKS["mnli"])
     assert (cfg["real_batch"], cfg["real_accum"]) == (100, 2)
+
+
+def test_pair_settings_apply_on_pair_tasks_only_and_join_only_their_identity():
+    from dilmbench.methods.dilm import QUICK
+
+    dilm, vanilla = METHODS.get("dilm"), METHODS.get("dilm_vanilla")
+    quick = dilm.for_preset("quick")
+    on_mnli, on_sst2 = quick._cfg(TASKS["mnli"]), quick._cfg(TASKS["sst2"])
+    assert (on_mnli["max_length"], on_mnli["max_new_tokens"], on_mnli["learner_max_length"]) == (128, 96, 128)
+    assert (on_sst2["max_length"], on_sst2["max_new_tokens"]) == (QUICK["max_length"], QUICK["max_new_tokens"]) == (64, 48)
+    # a single-text task's identity does not carry them (SST-2's finished sets keep theirs); a pair task's does
+    assert "pair_overrides" not in quick.identity()["config"] and quick.task_identity(TASKS["sst2"]) == {}
+    assert quick.task_identity(TASKS["mnli"]) == {"pair_overrides": QUICK["pair_overrides"]}
+    assert dilm.for_preset("quick", pair_overrides={}).identity() == quick.identity()
+    assert dilm.for_preset("quick", pair_overrides={}).task_identity(TASKS["mnli"]) != quick.task_identity(TASKS["mnli"])
+    # without matching, the stage-2 settings among them change nothing and stay out
+    assert vanilla.for_preset("quick").task_identity(TASKS["mnli"]) == {"pair_overrides": {"max_length": 128, "max_new_tokens": 96}}
+    # an option set by hand holds on pair tasks too (preset or not)
+    assert dilm.for_preset("quick", max_length=80)._cfg(TASKS["mnli"])["max_length"] == 80
+    assert dilm(real_batch=50)._cfg(TASKS["qqp"])["real_batch"] == 50
+    assert dilm()._cfg(TASKS["qqp"])["real_batch"] == 100
+    with pytest.raises(DilmbenchError, match="pair_overrides names unknown option.*max_len"):
+        dilm(pair_overrides={"max_len": 128})
+
+
+def test_the_runner_puts_a_methods_task_settings_in_the_set_identity(glue_dir):
+    from dilmbench.runner import MethodSpec, Runner
+
+    runner = Runner({"seed": 0, "encoder": "enc", "pooling": "mean"}, "unused", progress=False)
+    runner.methods = {"dilm": METHODS.get("dilm").for_preset("quick")}
+    spec = MethodSpec.parse("dilm", {})
+    ident = {t: runner.set_identity(load_task_data(TASKS[t], str(glue_dir), dev_size=12), spec, 5, 0)["method"]
+             for t in ("sst2", "mnli")}
+    assert "pair_overrides" not in ident["sst2"] and ident["mnli"]["pair_overrides"]["max_length"] == 128
+    assert {k: v for k, v in ident["mnli"].items() if k != "pair_overrides"} == ident["sst2"]
 
 
 def test_the_start_token_choice_travels_with_the_checkpoint(tiny_gpt, tmp_path):

@@ -29,7 +29,8 @@ on the dev split carved from train (results/quick-sst2-dilm-tune/README.md):
   6,400 examples still writes many neutral phrases ("the barbershop") under either class: on dev, judge agreement of
   DPC-5 sets rose from 75.0% to 92.5% and their dev accuracy from 61.5 to 65.7 (4 sets each);
 - far fewer steps in both stages (400 LM steps of 16 at lr 1e-4; 10 x 5 matching updates at gm_lr 3e-6), shorter texts
-  (64 tokens), 10 samples per kept text instead of 100.
+  (64 tokens; on pair tasks 128, and 96 new tokens instead of the reference's 420: ``pair_overrides``), 10 samples per
+  kept text instead of 100.
 """
 from __future__ import annotations
 
@@ -80,6 +81,10 @@ PAPER = {
     "class_filter": None,
     "select_backend": "sklearn",
     "ckpt_every": 500, "seed": 0, "bf16": True,
+    # settings that replace the ones above on a pair task (QQP, MNLI): the paper's real batches, 100 per class with 2
+    # accumulated. An option set by hand is left out of them (it holds on every task). They join a set's identity on
+    # pair tasks only (task_identity), so single-text results keep theirs.
+    "pair_overrides": {"real_batch": 100, "real_accum": 2},
 }
 
 # DiLM at CPU scale; see the module docstring and results/quick-sst2-dilm-tune/README.md for how each was chosen.
@@ -92,6 +97,10 @@ QUICK = {
     "gen_interval": 5, "gm_lr": 3e-6, "sample_factor": 10, "gen_batch_size": 32, "max_new_tokens": 48,
     "class_filter": 0.2,
     "ckpt_every": 50, "bf16": False,
+    # pairs are longer: the 64 tokens that cover SST-2 would cut 8.8% of MNLI's training pairs (premise, separator,
+    # hypothesis, SmolLM2 tokens), and 48 new tokens 23.0% of pairs written at MNLI's length; 128 / 96 cut 0.3% / 1.0%
+    # (3,000 pool pairs: results/benchmarks/pair_lengths.txt). The learner reads 128, as the finetune evaluator does.
+    "pair_overrides": {"real_accum": 2, "max_length": 128, "max_new_tokens": 96, "learner_max_length": 128},
 }
 
 # What stage 1's weights depend on (its cache key).
@@ -103,9 +112,8 @@ STAGE2_KEYS = {"learner", "learner_max_length", "outer_loops", "inner_loops", "l
                "gm_warmup_ratio", "gen_interval", "pool_batches", "n_clusters"}
 # Keys that change no trained weight: stage 3 only, or speed only.
 NOT_WEIGHTS = {"sample_factor", "top_p", "top_k", "gen_batch_size", "select_backend", "ckpt_every",
-               "lm_micro_batch_tokens", "class_filter"}
-# The paper's QQP / MNLI real batches: 100 per class, 2 accumulated.
-PAIR_TASK_OVERRIDES = {"real_batch": 100, "real_accum": 2}
+               "lm_micro_batch_tokens", "class_filter",
+               "pair_overrides"}  # applied by _cfg: the values it sets are hashed, not the option
 
 
 def max_new_tokens(cfg: dict, task) -> int:
@@ -157,9 +165,22 @@ class DiLMMethod(Method):
     needs_embeddings = True  # teacher sets and the final k-centers use the encoder; its id joins the set's identity
     later_defaults = {"class_filter": None}  # added in session 6; off, finished sets keep their identity
 
+    @classmethod
+    def for_preset(cls, preset: str | None, **options) -> "DiLMMethod":
+        base = dict(cls.presets.get(preset, {}))
+        if "pair_overrides" in base and "pair_overrides" not in options:
+            # an option the user sets by hand holds on pair tasks too
+            base["pair_overrides"] = {k: v for k, v in base["pair_overrides"].items() if k not in options}
+        return cls(**{**base, **options})
+
     def __init__(self, **config):
+        if "pair_overrides" not in config:  # the paper's pair settings, less any option set by hand
+            config["pair_overrides"] = {k: v for k, v in PAPER["pair_overrides"].items() if k not in config}
         super().__init__(**config)
         self.config["gm"] = self.use_gradient_matching
+        unknown = set(self.config["pair_overrides"] or {}) - (set(self.default_config) - {"pair_overrides", "gm"})
+        if unknown:
+            raise DilmbenchError(f"method '{self.name}': pair_overrides names unknown option(s) {sorted(unknown)}")
         self._gen: Generator | None = None
 
     def required_models(self, ctx_encoder: str) -> list[str]:
@@ -167,11 +188,10 @@ class DiLMMethod(Method):
 
     # --- identity of the trained generator ---------------------------------------------------------------
     def _cfg(self, task) -> dict:
+        """The settings in force on ``task``: the config, with ``pair_overrides`` applied on a pair task."""
         cfg = dict(self.config)
         if task.is_pair:
-            for k, v in PAIR_TASK_OVERRIDES.items():
-                if self.config[k] == PAPER[k]:
-                    cfg[k] = v
+            cfg.update(self.config["pair_overrides"] or {})
         return cfg
 
     def _stage_dirs(self, ctx: MethodContext) -> tuple[Path, Path]:
@@ -189,7 +209,16 @@ class DiLMMethod(Method):
             # without gradient matching the stage-2 settings change nothing, so they stay out of the identity (a new
             # gm_lr must not throw away dilm_vanilla's finished runs)
             ident["config"] = {k: v for k, v in ident["config"].items() if k not in STAGE2_KEYS}
+        ident["config"].pop("pair_overrides", None)  # joins on pair tasks only: task_identity
         return ident
+
+    def task_identity(self, task) -> dict:
+        if not task.is_pair:
+            return {}
+        over = dict(self.config["pair_overrides"] or {})
+        if not self.config["gm"]:
+            over = {k: v for k, v in over.items() if k not in STAGE2_KEYS}
+        return {"pair_overrides": over}
 
     def new_generator(self, ctx: MethodContext) -> Generator:
         cfg = self.config

@@ -25,6 +25,7 @@ REFERENCE = {
     "learner_batch_size": (64, "dc.yaml data.train_batch_size"),
     "real_batch": (200, "dc.yaml train.gm_real_dpc (QQP / MNLI: 100)"),
     "real_accum": (1, "dc.yaml train.gm_real_grad_accum_step (QQP / MNLI: 2)"),
+    "pair_overrides": ({"real_batch": 100, "real_accum": 2}, "QQP / MNLI: gm_real_dpc 100, gm_real_grad_accum_step 2"),
     "repset_dpc": (200, "dc.yaml train.repset_dpc = gm_real_dpc"),
     "n_repsets": (10, "dc.yaml train.n_repset"),
     "syn_batch": (64, "dc.yaml train.gm_syn_dpc"),
