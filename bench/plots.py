@@ -18,12 +18,20 @@ def panels(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     if "data" not in s.columns:
         s["data"] = "unrecorded"
     several = s.groupby("task")["data"].transform("nunique") > 1
+    notes = (df.groupby(["task", "data"])["data_note"].first().to_dict()
+             if {"data", "data_note"} <= set(df.columns) else {})
     out = []
     keys = ["task", "evaluator", "learner", "data"]
     for (task, evaluator, learner, data), g in s.groupby(keys, sort=True):
         title = f"{task} / {evaluator}: {_short(learner)}"
         if several[g.index].any():
             title += f" [data {data}]"
+        # what the table's data notes say, on the figure too: a subset pool is not the paper's setting
+        note = str(notes.get((task, data), ""))
+        flags = (["SUBSET data, not the paper's setting"] if note.startswith("SUBSET") else []) + \
+                (["part of the evaluation split scored"] if "SCORED ON THE FIRST" in note else [])
+        if flags:
+            title += "\n" + "; ".join(flags)
         out.append((title, g))
     return out
 

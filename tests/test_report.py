@@ -132,6 +132,16 @@ def test_plot_draws_each_method_with_std_bars_the_baseline_band_and_the_papers_c
     dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     assert len(dashed) == 1 and list(dashed[0].get_ydata()) == [70.0, 75.0]
     assert len(ax.collections) >= 2  # the baseline's band and herding's error bars
+    # results made on a subset pool, or scored on part of the split, say so in the panel's title, as the table does
+    from dilmbench.plots import panels
+
+    df = load_results(results)
+    df["data_note"] = "complete train and evaluation splits (pool 10, dev 2, validation 9; source x)"
+    (title, _), = panels(df)
+    assert "\n" not in title
+    df["data_note"] = "SUBSET, not the paper's setting: train 10 of 20 rows; SCORED ON THE FIRST 5 OF 9 validation rows only"
+    (title, _), = panels(df)
+    assert title.endswith("\nSUBSET data, not the paper's setting; part of the evaluation split scored")
 
 
 def _browser():
