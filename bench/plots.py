@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .tables import _short, summarize
+from .tables import PART_SCORED, SUBSET, _short, summarize
 
 BASELINE = "random"
 
@@ -28,8 +28,8 @@ def panels(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
             title += f" [data {data}]"
         # what the table's data notes say, on the figure too: a subset pool is not the paper's setting
         note = str(notes.get((task, data), ""))
-        flags = (["SUBSET data, not the paper's setting"] if note.startswith("SUBSET") else []) + \
-                (["part of the evaluation split scored"] if "SCORED ON THE FIRST" in note else [])
+        flags = (["SUBSET data, not the paper's setting"] if note.startswith(SUBSET) else []) + \
+                (["part of the evaluation split scored"] if PART_SCORED in note else [])
         if flags:
             title += "\n" + "; ".join(flags)
         out.append((title, g))

@@ -74,10 +74,15 @@ def _data_label(rec: dict) -> str:
     return label if part is None else f"{label}, first {part[0]:,}"
 
 
+# the data notes' markers (plots read them to flag a panel)
+SUBSET = "SUBSET, not the paper's setting"
+PART_SCORED = "SCORED ON THE FIRST"
+
+
 def _data_note(rec: dict) -> str:
     """One line on what data a result was made on: its fingerprint, rows, and whether it is the complete split."""
     part = _scored_part(rec)
-    scored = "" if part is None else f"; SCORED ON THE FIRST {part[0]:,} OF {part[1]:,} {part[2]} rows only"
+    scored = "" if part is None else f"; {PART_SCORED} {part[0]:,} OF {part[1]:,} {part[2]} rows only"
     return _whole_data_note(rec) + scored
 
 
@@ -89,7 +94,7 @@ def _whole_data_note(rec: dict) -> str:
     rows = f"pool {fp['pool']['rows']:,}, dev {fp['dev']['rows']:,}, {data.get('eval_split', 'eval')} {fp['eval']['rows']:,}"
     if fp.get("complete") is False:
         (tr, tr_full), (ev, ev_full) = fp["of_full"]["train"], fp["of_full"]["eval"]
-        return (f"SUBSET, not the paper's setting: train {tr:,} of {tr_full:,} rows, {data.get('eval_split', 'eval')} "
+        return (f"{SUBSET}: train {tr:,} of {tr_full:,} rows, {data.get('eval_split', 'eval')} "
                 f"{ev:,} of {ev_full:,} ({rows}; source {data.get('source')})")
     whole = "complete train and evaluation splits" if fp.get("complete") else "sizes of the full splits unknown"
     return f"{whole} ({rows}; source {data.get('source')})"

@@ -116,6 +116,11 @@ NOT_WEIGHTS = {"sample_factor", "top_p", "top_k", "gen_batch_size", "select_back
                "pair_overrides"}  # applied by _cfg: the values it sets are hashed, not the option
 
 
+def _less_hand_set(pair_overrides: dict, options: dict) -> dict:
+    """Pair settings less those the user set by hand: an option set by hand holds on pair tasks too."""
+    return {k: v for k, v in pair_overrides.items() if k not in options}
+
+
 def max_new_tokens(cfg: dict, task) -> int:
     if cfg["max_new_tokens"] != "task":
         return int(cfg["max_new_tokens"])
@@ -167,15 +172,14 @@ class DiLMMethod(Method):
 
     @classmethod
     def for_preset(cls, preset: str | None, **options) -> "DiLMMethod":
-        base = dict(cls.presets.get(preset, {}))
+        base = cls.presets.get(preset, {})
         if "pair_overrides" in base and "pair_overrides" not in options:
-            # an option the user sets by hand holds on pair tasks too
-            base["pair_overrides"] = {k: v for k, v in base["pair_overrides"].items() if k not in options}
+            options = {**options, "pair_overrides": _less_hand_set(base["pair_overrides"], options)}
         return cls(**{**base, **options})
 
     def __init__(self, **config):
-        if "pair_overrides" not in config:  # the paper's pair settings, less any option set by hand
-            config["pair_overrides"] = {k: v for k, v in PAPER["pair_overrides"].items() if k not in config}
+        if "pair_overrides" not in config:
+            config["pair_overrides"] = _less_hand_set(PAPER["pair_overrides"], config)
         super().__init__(**config)
         self.config["gm"] = self.use_gradient_matching
         unknown = set(self.config["pair_overrides"] or {}) - (set(self.default_config) - {"pair_overrides", "gm"})
