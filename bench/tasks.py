@@ -85,9 +85,13 @@ class Task:
         fn = self.metric if callable(self.metric) else METRICS.get(self.metric)
         if fn is None:
             raise DilmbenchError(f"task '{self.name}' names unknown metric '{self.metric}'; known: {', '.join(METRICS)}")
-        out = fn(np.asarray(labels), np.asarray(preds))
+        preds = np.asarray(preds)
+        out = fn(np.asarray(labels), preds)
         if "score" not in out:
             raise DilmbenchError(f"task '{self.name}''s metric returned no 'score'")
+        # how often each class was answered: a score near a constant answer's (benchmarks/chance_levels.py) reads as
+        # "learned nothing" only if the answers say so
+        out["predicted_share"] = [float(np.mean(preds == k)) if len(preds) else 0.0 for k in range(self.num_labels)]
         return out
 
 

@@ -67,6 +67,13 @@ def test_qqp_score_is_mean_of_accuracy_and_f1():
     assert TASKS["sst2"].score(y, p)["score"] == 0.75
 
 
+def test_a_score_records_how_often_each_class_was_answered():
+    y = np.array([0, 1, 2, 0])
+    assert TASKS["mnli"].score(y, np.array([0, 0, 0, 2]))["predicted_share"] == [0.75, 0.0, 0.25]
+    always = TASKS["qqp"].score(np.array([1, 0, 0, 0]), np.zeros(4, dtype=int))
+    assert always["predicted_share"] == [1.0, 0.0] and always["f1"] == 0.0
+
+
 def test_a_new_task_in_one_plugin_file_runs_through_the_cli(tmp_path, tiny_bert):
     """An AG-News-like four-class task from a local parquet folder, with its own metric, added in one file."""
     import json
