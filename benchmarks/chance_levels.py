@@ -17,6 +17,8 @@ p.add_argument("task")
 p.add_argument("data_dir")
 p.add_argument("--first", type=int, default=None, help="score only the first N rows of the evaluation split")
 a = p.parse_args()
+if a.first is not None and a.first <= 0:
+    sys.exit(f"error: --first must be a positive number of rows, got {a.first}")
 try:
     task = get_task(a.task)
     labels = np.asarray(load_split(task, task.eval_split, a.data_dir)["label"], dtype=np.int64)
