@@ -32,6 +32,8 @@ from .tasks import get_task, load_task_data
 from .textset import TextSet, atomic_write_text, load_textset, meta_path, save_textset
 
 SCHEMA_VERSION = 1
+# the timings the runner records around every evaluator; the rest of a result's timing_s are the evaluator's own phases
+RUNNER_TIMINGS = ("data_load", "method_prepare", "make_set", "evaluate_total")
 
 
 def slug(name: str) -> str:
@@ -349,8 +351,7 @@ class Runner:
                                                       meta["method"], meta["cell"], meta["ts"])
         split = cfg.get("score_split", "eval")
         timing = {**meta["timing"], **{k: v for k, v in res.pop("timing_s", {}).items()}, "evaluate_total": total}
-        inner = {k: v for k, v in timing.items() if k not in ("data_load", "method_prepare", "make_set",
-                                                               "evaluate_total")}
+        inner = {k: v for k, v in timing.items() if k not in RUNNER_TIMINGS}
         for k, v in inner.items():
             self._add_phase(f"evaluate: {k}", v)
         self._add_phase("evaluate: other", total - sum(inner.values()))

@@ -7,8 +7,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-# what the runner times around every evaluator; make_set is counted once per set below, the others are not phases
-RUNNER_PHASES = {"data_load", "method_prepare", "make_set", "evaluate_total"}
+from dilmbench.runner import RUNNER_TIMINGS  # make_set is counted once per set below; the others are not phases
 
 
 def main(out: str):
@@ -19,7 +18,7 @@ def main(out: str):
         n += 1
         t = rec["timing_s"]
         for k, v in t.items():  # the evaluator's own phases (finetune: load, train, eval; icl: score)
-            if k not in RUNNER_PHASES:
+            if k not in RUNNER_TIMINGS:
                 phases[k] += v
         key = (rec["task"], rec["method"], rec["dpc"], rec["set_index"])
         if key not in seen_sets:  # set-making and preparation are recorded on every run of the set: count once
