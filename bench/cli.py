@@ -63,11 +63,14 @@ def main():
 @click.option("--ray-address", default=None, help="An existing Ray cluster, e.g. 'auto' (with --executor ray).")
 @click.option("--threads-per-worker", type=int, default=None,
               help="Torch threads per worker (default: CPU cores / workers).")
+@click.option("--sets-only", is_flag=True,
+              help="Make and save the sets the grid's runs need (with their cards) and evaluate none; the same command "
+                   "without it reuses them.")
 @click.option("--plugin", "plugins", multiple=True, type=click.Path(), help="A Python file that registers methods/evaluators.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, data_dir,
         data_source, dev_size, seed, device, score_split, out, overwrite, workers, executor, ray_address,
-        threads_per_worker, plugins, no_progress):
+        threads_per_worker, sets_only, plugins, no_progress):
     """Run the grid and write one result file per run."""
     import time
 
@@ -82,13 +85,14 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
                       pooling, data_dir, data_source, dev_size, seed, device, score_split)
     t0 = time.perf_counter()
     runner = Runner(cfg, out, overwrite=overwrite, progress=not no_progress, workers=workers,
-                    threads_per_worker=threads_per_worker, executor=executor, ray_address=ray_address)
+                    threads_per_worker=threads_per_worker, executor=executor, ray_address=ray_address, sets_only=sets_only)
     counts = runner.run()
     from .runner import runs_dir
 
     elapsed = time.perf_counter() - t0
     click.echo(f"done in {elapsed:.0f}s: {counts['done']} runs, {counts['skipped']} skipped, "
-               f"{counts['sets_made']} sets made, {counts['sets_reused']} reused -> {out}/{runs_dir(cfg['score_split'])}")
+               f"{counts['sets_made']} sets made, {counts['sets_reused']} reused -> {out}/{runs_dir(cfg['score_split'])}"
+               + (f"; --sets-only: {counts['not_evaluated']} runs not evaluated" if sets_only else ""))
     if runner.phases:
         split = ", ".join(f"{k} {v:.0f}s" for k, v in sorted(runner.phases.items(), key=lambda kv: -kv[1]))
         click.echo(f"time by phase: {split}; loading and planning {max(0.0, elapsed - sum(runner.phases.values())):.0f}s")

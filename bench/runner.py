@@ -148,13 +148,17 @@ class PlannedSet:
 class Runner:
     def __init__(self, cfg: dict, out: str | Path, overwrite: str = "only-missing", progress: bool = True,
                  cache_dir: str | Path | None = None, log=print, workers: int = 1, threads_per_worker: int | None = None,
-                 executor: str = "local", ray_address: str | None = None):
+                 executor: str = "local", ray_address: str | None = None, sets_only: bool = False):
         if overwrite not in OVERWRITE_MODES:
             raise DilmbenchError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got '{overwrite}'")
         self.cfg, self.out, self.overwrite, self.progress = cfg, Path(out), overwrite, progress
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root()
         self.log = log
         self.counts = {"done": 0, "skipped": 0, "sets_made": 0, "sets_reused": 0}
+        # make and save every set a run needs (with its card), evaluate none: a later run without it reuses them
+        self.sets_only = sets_only
+        if sets_only:
+            self.counts["not_evaluated"] = 0
         self.phases: dict[str, float] = {}  # wall seconds this invocation spent per phase
         if not isinstance(workers, int) or workers < 1:
             raise DilmbenchError(f"--workers must be a whole number of at least 1, got {workers}")
@@ -177,7 +181,7 @@ class Runner:
         self.evaluator = EVALUATORS.get(cfg["evaluator"]).for_preset(cfg.get("preset"), **evaluator_options(cfg))
         self.device = pick_device(cfg.get("device"))
         ensure_writable(self.out)
-        models = set(self.evaluator.required_models())
+        models = set() if self.sets_only else set(self.evaluator.required_models())
         for m in self.methods.values():
             models.update(m.required_models(cfg["encoder"]))
         for model_id in sorted(models):
@@ -274,7 +278,7 @@ class Runner:
         plan = self.plan()
         cfg = self.cfg
         workers = None
-        if (self.workers > 1 or self.executor == "ray") and any(
+        if (self.workers > 1 or self.executor == "ray") and not self.sets_only and any(
                 r.status in REDO[self.overwrite] for *_, planned in plan for c in planned for r in c.runs):
             from .registry import loaded_plugins
             from .workers import LocalWorkers, RayWorkers
@@ -313,6 +317,10 @@ class Runner:
                 ts, set_file, make_s = self._textset(cell.given, method, spec, mctx, dpc, set_index, set_seed, set_hash, ident, prepared)
                 self._add_phase("method prepare", prepared["seconds"] - prepared_before)
                 self._add_phase("make set", make_s)
+                if self.sets_only:
+                    self.counts["not_evaluated"] += len(todo)
+                    bar.update(len(todo))
+                    continue
                 for r in todo:
                     init_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index, r.init)
                     meta = {"run": r, "task": task, "data": data, "spec": spec, "method": method, "cell": cell,

@@ -8,6 +8,7 @@ from dilmbench.config import build_config
 from dilmbench.errors import DilmbenchError
 from dilmbench.registry import EVALUATORS
 from dilmbench.runner import Runner, derive_seed, read_result
+from dilmbench.textset import meta_path
 
 
 def _cfg(glue_dir, tiny_bert, **kw):
@@ -107,6 +108,27 @@ def test_changed_protocol_stops_unless_told_to_replace(glue_dir, tiny_bert, tmp_
 
     option = next(o for o in main.commands["run"].params if o.name == "overwrite")
     assert set(option.type.choices) == set(OVERWRITE_MODES)
+
+
+def test_sets_only_makes_the_sets_and_a_later_run_evaluates_them(glue_dir, tiny_bert, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    cfg = _cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2], sets=2, inits=2)
+    finetune = EVALUATORS.get("finetune")
+
+    def never(self, *a, **k):
+        raise AssertionError("--sets-only evaluated a run")
+
+    monkeypatch.setattr(finetune, "evaluate", never)
+    counts = Runner(cfg, out, progress=False, sets_only=True).run()
+    assert counts["sets_made"] == 2 and counts["done"] == 0 and counts["not_evaluated"] == 4
+    assert not _runs(out)
+    sets = sorted((out / "sets").rglob("*.jsonl"))
+    assert len(sets) == 2 and all(json.loads(meta_path(p).read_text()).get("card") for p in sets)
+    made = {p: p.read_text() for p in sets}
+    monkeypatch.undo()
+    counts = Runner(cfg, out, progress=False).run()
+    assert counts["sets_reused"] == 2 and counts["sets_made"] == 0 and counts["done"] == 4
+    assert all(p.read_text() == t for p, t in made.items())
 
 
 def test_scores_on_the_dev_split_are_kept_apart(glue_dir, tiny_bert, tmp_path):
