@@ -91,6 +91,9 @@ def test_both_stages_end_to_end_give_valid_sets(task, glue_dir, tiny_gpt, tiny_b
     assert ts.provenance["source"] == "generated" and "gm-" in ts.provenance["generator_checkpoint"]
     secs = ts.provenance["generator_stage_seconds"]  # each stage's wall time, kept with the trained generator
     assert set(secs) == {"lm", "gm"} and secs["lm"] > 0 and secs["gm"] > 0
+    drawn = ts.provenance["sampling"]  # per class: samples drawn, how many decoded
+    assert set(drawn) == set(TASKS[task].label_names)
+    assert all(d["drawn"] >= d["usable"] >= 2 * m.config["sample_factor"] for d in drawn.values())
     lm_dir, gm_dir = m._stage_dirs(ctx)
     assert json.loads((lm_dir / "final" / "progress.json").read_text())["step"] == 40
     assert json.loads((gm_dir / "final" / "progress.json").read_text())["step"] == 4
@@ -286,10 +289,12 @@ def test_pad_and_class_tokens_are_never_sampled(tiny_gpt):
         bias = torch.zeros(gen.model.lm_head.weight.shape[0])
         bias[[gen.pad_id, *gen.class_ids]] = 50.0
         gen.model.lm_head.bias = torch.nn.Parameter(bias)
+    stats = {}
     _, seqs = gen.sample(1, 8, 1, seed=0, top_p=1.0, top_k=0, max_new_tokens=6, batch_size=8, device="cpu",
-                         min_acceptance=0.0)
+                         min_acceptance=0.0, stats=stats)
     body = [t for s in seqs for t in s[1:]]
     assert body and gen.pad_id not in body and not set(gen.class_ids) & set(body)
+    assert stats["drawn"] % 8 == 0 and stats["usable"] >= 8 and stats["drawn"] >= stats["usable"]
 
 
 def test_sampler_fails_on_a_measured_acceptance_rate_not_a_run_of_bad_batches(tiny_gpt):

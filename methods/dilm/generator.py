@@ -203,10 +203,12 @@ class Generator:
         return ll[:, label] - np.delete(ll, label, axis=1).max(1)
 
     def sample(self, label: int, n: int, n_fields: int, seed: int, top_p: float, top_k: int, max_new_tokens: int,
-               batch_size: int, device, min_acceptance: float = 0.02) -> tuple[list[tuple[str, ...]], list[list[int]]]:
+               batch_size: int, device, min_acceptance: float = 0.02,
+               stats: dict | None = None) -> tuple[list[tuple[str, ...]], list[list[int]]]:
         """n sampled examples of a class. Every batch is a full batch; outputs that do not decode (a pair without its
         separator, an empty text) are dropped. Once 4 batches have been drawn, a measured acceptance rate below
-        ``min_acceptance`` stops with an error that gives the rate."""
+        ``min_acceptance`` stops with an error that gives the rate. ``stats``, if given, receives the samples drawn
+        and the usable ones among them."""
         import torch
 
         self.model.eval()
@@ -232,6 +234,8 @@ class Generator:
                 texts.append(t)
                 seqs.append(row[:head] + body[:end])
             rate = len(texts) / drawn
+            if stats is not None:
+                stats.update(drawn=drawn, usable=len(texts))
             if drawn >= 4 * batch_size and rate < min_acceptance and len(texts) < n:
                 raise DilmbenchError(f"generator writes usable examples of class {label} at a rate of {rate:.1%} "
                                      f"({len(texts)} of {drawn} samples; minimum {min_acceptance:.0%}): train it longer")

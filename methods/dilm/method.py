@@ -339,11 +339,12 @@ class DiLMMethod(Method):
             self.prepare(ctx)
         cfg = self._cfg(ctx.task)
         n_fields = len(ctx.task.text_fields)
-        texts, labels = [], []
+        texts, labels, sampling = [], [], {}
         for c in range(ctx.task.num_labels):
+            sampling[ctx.task.label_names[c]] = stats = {}
             cand, _ = self._gen.sample(c, dpc * cfg["sample_factor"], n_fields, derive_seed(seed, "sample", c),
                                        cfg["top_p"], cfg["top_k"], max_new_tokens(cfg, ctx.task),
-                                       cfg["gen_batch_size"], ctx.device)
+                                       cfg["gen_batch_size"], ctx.device, stats=stats)
             if cfg["class_filter"] is not None:
                 cand = self.filter_by_class(cand, c, dpc, cfg["class_filter"], ctx.device)
             if len(cand) > dpc:
@@ -357,6 +358,8 @@ class DiLMMethod(Method):
                        provenance={"method": self.name, "config": cfg, "seed": seed, "dpc": dpc, "source": "generated",
                                    "generator_checkpoint": str(self._gen_dir),
                                    "generator_stage_seconds": self._stage_seconds, "encoder": ctx.encoder,
+                                   # per class: samples drawn and how many decoded (a pair needs its separator)
+                                   "sampling": sampling,
                                    "pooling": ctx.pooling})
 
 
