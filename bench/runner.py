@@ -145,10 +145,25 @@ class PlannedSet:
     runs: list[PlannedRun]
 
 
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """'K/N' -> (K, N): this process takes every N-th set of the grid (in plan order: task, method, DPC, set), starting
+    at the K-th, with all of its runs, so N processes or machines with K = 0..N-1 cover the grid once. None: (0, 1)."""
+    if shard is None:
+        return 0, 1
+    try:
+        k, n = (int(x) for x in str(shard).split("/"))
+    except ValueError:
+        raise DilmbenchError(f"--shard must be K/N with whole numbers, e.g. 0/2, got '{shard}'") from None
+    if not 0 <= k < n:
+        raise DilmbenchError(f"--shard K/N needs 0 <= K < N, got '{shard}'")
+    return k, n
+
+
 class Runner:
     def __init__(self, cfg: dict, out: str | Path, overwrite: str = "only-missing", progress: bool = True,
                  cache_dir: str | Path | None = None, log=print, workers: int = 1, threads_per_worker: int | None = None,
-                 executor: str = "local", ray_address: str | None = None, sets_only: bool = False):
+                 executor: str = "local", ray_address: str | None = None, sets_only: bool = False,
+                 shard: str | None = None):
         if overwrite not in OVERWRITE_MODES:
             raise DilmbenchError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got '{overwrite}'")
         self.cfg, self.out, self.overwrite, self.progress = cfg, Path(out), overwrite, progress
@@ -157,6 +172,7 @@ class Runner:
         self.counts = {"done": 0, "skipped": 0, "sets_made": 0, "sets_reused": 0}
         # make and save every set a run needs (with its card), evaluate none: a later run without it reuses them
         self.sets_only = sets_only
+        self.shard = parse_shard(shard)
         if sets_only:
             self.counts["not_evaluated"] = 0
         self.phases: dict[str, float] = {}  # wall seconds this invocation spent per phase
@@ -211,6 +227,8 @@ class Runner:
         learners = self.evaluator.learners()
         split = cfg.get("score_split", "eval")
         plan, in_the_way = [], []
+        shard_k, shard_n = self.shard
+        n_cell = -1
         for task in self.tasks:
             t_load = time.perf_counter()
             data = load_task_data(task, cfg.get("data_source"), cfg["dev_size"], cfg["dev_seed"])
@@ -237,6 +255,9 @@ class Runner:
                     cells = [(dpc, i, None) for dpc in cfg["dpc"] for i in range(cfg["sets"])]
                 planned = []
                 for dpc, set_index, given in cells:
+                    n_cell += 1
+                    if n_cell % shard_n != shard_k:  # another shard's set
+                        continue
                     ident = self.set_identity(data, spec, dpc, set_index)
                     if given is not None:  # a given set is what it holds: an edited file redoes its runs
                         ident["content_hash"] = given.content_hash()

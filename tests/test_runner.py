@@ -131,6 +131,23 @@ def test_sets_only_makes_the_sets_and_a_later_run_evaluates_them(glue_dir, tiny_
     assert all(p.read_text() == t for p, t in made.items())
 
 
+def test_shards_cover_the_grid_once_with_the_same_sets(glue_dir, tiny_bert, tmp_path):
+    cfg = _cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2, 3], sets=2, inits=1)
+    Runner(cfg, tmp_path / "whole", progress=False, sets_only=True).run()
+    made = []
+    for k in (0, 1):
+        counts = Runner(cfg, tmp_path / "sharded", progress=False, sets_only=True, shard=f"{k}/2").run()
+        made.append(counts["sets_made"])
+    assert made == [2, 2]  # every other set of the 4, none twice
+    whole = {p.relative_to(tmp_path / "whole"): p.read_text() for p in (tmp_path / "whole").rglob("*.jsonl")}
+    sharded = {p.relative_to(tmp_path / "sharded"): p.read_text() for p in (tmp_path / "sharded").rglob("*.jsonl")}
+    assert len(whole) == 4 and sharded == whole
+    for bad in ("2/2", "1", "a/b", "-1/2"):
+        res = CliRunner().invoke(main, ["run", "--shard", bad, "--out", str(tmp_path / "x")])
+        assert res.exit_code == 2 and "--shard" in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_scores_on_the_dev_split_are_kept_apart(glue_dir, tiny_bert, tmp_path):
     out = tmp_path / "out"
     cfg = _cfg(glue_dir, tiny_bert, methods=["random"], dpc=[2], sets=1, inits=1, score_split="dev")
