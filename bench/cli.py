@@ -88,7 +88,8 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
                       pooling, data_dir, data_source, dev_size, seed, device, score_split)
     t0 = time.perf_counter()
     runner = Runner(cfg, out, overwrite=overwrite, progress=not no_progress, workers=workers,
-                    threads_per_worker=threads_per_worker, executor=executor, ray_address=ray_address, sets_only=sets_only, shard=shard)
+                    threads_per_worker=threads_per_worker, executor=executor, ray_address=ray_address,
+                    sets_only=sets_only, shard=shard)
     counts = runner.run()
     from .runner import runs_dir
 
@@ -256,9 +257,6 @@ def _expected_grid(cfg: dict) -> dict:
 
 @main.command(name="ls")
 @click.argument("what", required=False, type=click.Choice(["tasks", "methods", "evaluators", "presets"]))
-@click.option("--shard", default=None,
-              help="K/N: take every N-th set of the grid from the K-th (0-based), with its runs; N commands with "
-                   "K = 0..N-1 (processes or machines, same --out or merged after) cover the grid once.")
 @click.option("--plugin", "plugins", multiple=True, type=click.Path())
 def ls_cmd(what, plugins):
     """List tasks, methods, evaluators and presets with their one-line docs."""
