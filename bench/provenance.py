@@ -26,12 +26,14 @@ def package_versions() -> dict:
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
     here = Path(__file__).resolve().parent
+    # generous timeouts: `git status` stats every tracked file, and on a loaded machine a 5 s limit was reached (the
+    # CI rehearsal of session 13, niced under two busy cores), which dropped the commit from every result of the run
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=60)
         if sha.returncode != 0:
             return None
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+                               capture_output=True, text=True, timeout=60).stdout.strip()
         return sha.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
