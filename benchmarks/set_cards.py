@@ -1,6 +1,7 @@
 """The cards of saved sets, read from their sidecars (``*.meta.json``), whether or not a run has evaluated them yet (sets
 made with ``dilmbench run --sets-only``): one line per set, then mean ± std (ddof 0) per DPC. For a generated set the
-line adds, per class, the samples drawn and how many decoded (DiLM's acceptance rate).
+line adds, per class, the samples drawn and how many decoded (DiLM's acceptance rate). The summary is the table of
+`dilmbench table --cards` (bench/tables.py), made from the sidecars instead of from results.
 
 Usage: python benchmarks/set_cards.py SETS_DIR   (e.g. results/quick-mnli/sets/mnli/dilm)
 """
@@ -8,10 +9,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
-FIELDS = (("label_agreement", "judge agrees %", 100), ("memorised", "memorised %", 100),
-          ("mean_words", "words", 1), ("distinct_2", "distinct-2 %", 100))
+from dilmbench.tables import CARD_COLUMNS, build_cards_table
 
 
 def main(root: Path) -> int:
@@ -19,25 +19,24 @@ def main(root: Path) -> int:
     if not metas:
         print(f"error: no set sidecars (dpc*/set*.meta.json) under {root}", file=sys.stderr)
         return 2
-    by_dpc: dict[int, list[dict]] = {}
+    rows, judge = [], None
     for p in metas:
         meta = json.loads(p.read_text())
-        card = meta.get("card") or {}
+        card = meta.get("card")
         dpc = int(p.parent.name[3:])
-        by_dpc.setdefault(dpc, []).append(card)
-        line = "  ".join(f"{label} {card[k] * scale:.1f}" for k, label, scale in FIELDS if k in card)
+        if card is None:
+            print(f"DPC {dpc} {p.name.split('.')[0]}: no card")
+            continue
+        judge = card.get("judge_dev_accuracy", judge)
+        rows.append({"task": meta.get("task", root.parent.name), "method": root.name, "dpc": dpc,
+                     **{k: card[k] for k in CARD_COLUMNS}})
+        line = "  ".join(f"{name} {card[k] * (1 if k == 'mean_words' else 100):.1f}" for k, name in CARD_COLUMNS.items())
         sampling = meta.get("provenance", {}).get("sampling")
         if sampling:
             line += "  usable/drawn " + ", ".join(f"{c} {s['usable']}/{s['drawn']}" for c, s in sampling.items())
         print(f"DPC {dpc} {p.name.split('.')[0]}: {line}")
-    judge = next((c.get("judge_dev_accuracy") for cards in by_dpc.values() for c in cards if c), None)
-    for dpc, cards in sorted(by_dpc.items()):
-        parts = []
-        for k, label, scale in FIELDS:
-            vals = np.array([c[k] for c in cards if k in c], dtype=float) * scale
-            if len(vals):
-                parts.append(f"{label} {vals.mean():.1f} ± {vals.std():.1f}")
-        print(f"DPC {dpc}, {len(cards)} sets: " + "; ".join(parts))
+    if rows:
+        print(build_cards_table(pd.DataFrame(rows)).to_markdown())
     if judge is not None:
         print(f"(the judge's own accuracy on the dev split: {100 * judge:.1f}%)")
     return 0
