@@ -239,6 +239,7 @@ def results_json(df: pd.DataFrame) -> str:
 
 CARD_COLUMNS = {"label_agreement": "judge agrees %", "memorised": "memorised %", "mean_words": "words",
                 "distinct_2": "distinct-2 %"}
+CARD_SCALE = {k: 1 if k == "mean_words" else 100 for k in CARD_COLUMNS}  # shown as words, else percent
 
 
 def load_cards(out: str | Path, results: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -266,8 +267,7 @@ def build_cards_table(cards: pd.DataFrame) -> pd.DataFrame:
     for (task, method, dpc), g in cards.groupby(["task", "method", "dpc"]):
         row = {"task": task, "method": method, "dpc": dpc, "sets": len(g)}
         for k, name in CARD_COLUMNS.items():
-            scale = 1 if k == "mean_words" else 100
-            row[name] = f"{scale * g[k].mean():.1f} ± {scale * g[k].std(ddof=0):.1f}"
+            row[name] = f"{CARD_SCALE[k] * g[k].mean():.1f} ± {CARD_SCALE[k] * g[k].std(ddof=0):.1f}"
         out.append(row)
     return pd.DataFrame(out).set_index("task")
 

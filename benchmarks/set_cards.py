@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dilmbench.tables import CARD_COLUMNS, build_cards_table
+from dilmbench.tables import CARD_COLUMNS, CARD_SCALE, build_cards_table
 
 
 def main(root: Path) -> int:
@@ -30,7 +30,7 @@ def main(root: Path) -> int:
         judge = card.get("judge_dev_accuracy", judge)
         rows.append({"task": meta.get("task", root.parent.name), "method": root.name, "dpc": dpc,
                      **{k: card[k] for k in CARD_COLUMNS}})
-        line = "  ".join(f"{name} {card[k] * (1 if k == 'mean_words' else 100):.1f}" for k, name in CARD_COLUMNS.items())
+        line = "  ".join(f"{name} {card[k] * CARD_SCALE[k]:.1f}" for k, name in CARD_COLUMNS.items())
         sampling = meta.get("provenance", {}).get("sampling")
         if sampling:
             line += "  usable/drawn " + ", ".join(f"{c} {s['usable']}/{s['drawn']}" for c, s in sampling.items())

@@ -234,9 +234,9 @@ class Generator:
                 texts.append(t)
                 seqs.append(row[:head] + body[:end])
             rate = len(texts) / drawn
-            if stats is not None:
-                stats.update(drawn=drawn, usable=len(texts))
             if drawn >= 4 * batch_size and rate < min_acceptance and len(texts) < n:
                 raise DilmbenchError(f"generator writes usable examples of class {label} at a rate of {rate:.1%} "
                                      f"({len(texts)} of {drawn} samples; minimum {min_acceptance:.0%}): train it longer")
+        if stats is not None:
+            stats.update(drawn=drawn, usable=len(texts))
         return texts[:n], seqs[:n]
