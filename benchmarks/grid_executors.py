@@ -3,20 +3,65 @@ with 2 CPUs (1 thread per task). Prints wall time, speed-up over the first, and 
 across the three (seeds come from each run's identity, never from order or worker).
 
 Usage: HF_HUB_OFFLINE=1 python benchmarks/grid_executors.py [--methods random,kcenters,herding] [--dpc 5,10,20]
-       [--sets 5] [--steps 200] [--no-ray]
+       [--sets 5] [--steps 200] [--no-ray] [--keep DIR [--ways 1,3]]
 (the issue's benchmark is the defaults: the quick SST-2 grid, 45 runs per executor)
+
+The defaults take about 3.5 hours of both cores here, longer than one working session on this machine. With --keep
+DIR every way's results and its measurement (wall time, date, CPU, torch) are kept in DIR, a way measured before is
+not run again, and --ways picks which ways to measure now; the table then says when and where each way was measured,
+so ways measured in different sessions are never passed off as one sitting. Nothing else may run on the machine
+while a way is timed. Without --keep everything runs in one go in a temporary folder.
 """
 import argparse
 import json
+import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+
+WAYS = [("1 process x 2 threads", ["--workers", "1"], {"OMP_NUM_THREADS": "2"}),
+        ("2 workers x 1 thread", ["--workers", "2", "--threads-per-worker", "1"], {"OMP_NUM_THREADS": "1"}),
+        ("Ray, 2 CPUs x 1 thread", ["--executor", "ray", "--workers", "2", "--threads-per-worker", "1"],
+         {"OMP_NUM_THREADS": "1"})]
 
 
 def scores(out: Path) -> dict:
     return {str(p.relative_to(out)): json.loads(p.read_text())["score"] for p in sorted((out / "runs").rglob("*.json"))}
+
+
+def folder(way: str) -> str:
+    return way.replace(" ", "_").replace(",", "")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine() -> dict:
+    import torch
+
+    return {"cpus": os.cpu_count(), "cpu": cpu_name(), "torch": torch.__version__, "python": platform.python_version()}
+
+
+def measure(base: list[str], name: str, extra: list[str], env: dict, out: Path) -> dict:
+    t0 = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    proc = subprocess.run(base + extra + ["--out", str(out)], capture_output=True, text=True,
+                          env={**os.environ, **env})
+    if proc.returncode != 0:
+        sys.exit(f"{name}: dilmbench run failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return {"way": name, "seconds": time.perf_counter() - t0, "started": started, "runs": len(scores(out)),
+            "command": base + extra + ["--out", str(out)], "env": env, "machine": machine()}
 
 
 def main():
@@ -26,38 +71,77 @@ def main():
     ap.add_argument("--sets", default="5")
     ap.add_argument("--steps", default="200")
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--keep", type=Path, help="keep each way's results and measurement here; measure only the missing")
+    ap.add_argument("--ways", default=None, help="with --keep: which ways to measure now, 1-based (e.g. 1,3)")
     a = ap.parse_args()
+    ways = WAYS[:2] if a.no_ray else WAYS
+    todo = set(range(len(ways)))
+    if a.ways is not None:
+        if a.keep is None:
+            sys.exit("--ways needs --keep DIR (the other ways' measurements are read from there)")
+        try:
+            todo = {int(w) - 1 for w in a.ways.split(",")}
+        except ValueError:
+            sys.exit(f"--ways takes 1-based way numbers such as 1,3, got {a.ways!r}")
+        if not todo <= set(range(len(ways))):
+            sys.exit(f"--ways: there are {len(ways)} ways (1-{len(ways)}), got {a.ways!r}")
     base = ["dilmbench", "run", "--preset", "quick", "--task", "sst2", "--methods", a.methods, "--dpc", a.dpc,
             "--sets", a.sets, "--steps", a.steps, "--no-progress"]
-    ways = [("1 process x 2 threads", ["--workers", "1"], {"OMP_NUM_THREADS": "2"}),
-            ("2 workers x 1 thread", ["--workers", "2", "--threads-per-worker", "1"], {"OMP_NUM_THREADS": "1"})]
-    if not a.no_ray:
-        ways.append(("Ray, 2 CPUs x 1 thread", ["--executor", "ray", "--workers", "2", "--threads-per-worker", "1"],
-                     {"OMP_NUM_THREADS": "1"}))
-    import os
+    grid = {"methods": a.methods, "dpc": a.dpc, "sets": a.sets, "steps": a.steps}
 
-    rows, results = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        # sets and pool embeddings are made once beforehand, so every executor times the evaluation runs alone
-        subprocess.run(base + ["--out", f"{tmp}/warm", "--steps", "1"], check=True, capture_output=True)
-        for name, extra, env in ways:
-            out = Path(tmp) / name.replace(" ", "_")
-            t0 = time.perf_counter()
-            subprocess.run(base + extra + ["--out", str(out)], check=True, capture_output=True,
-                           env={**os.environ, **env})
-            secs = time.perf_counter() - t0
-            results.append(scores(out))
-            rows.append((name, secs, len(results[-1])))
-    first = rows[0][1]
-    print(f"grid: sst2 x {a.methods} x DPC {a.dpc} x {a.sets} sets, {a.steps} steps; {os.cpu_count()} CPUs")
-    for name, secs, n in rows:
-        print(f"  {name:26s} {secs:8.0f} s  {n} runs  speed-up {first / secs:4.2f}x")
-    same = all(r == results[0] for r in results[1:])
-    print(f"  scores bit-identical across the {len(rows)}: {same}")
-    if not same:
-        diff = [k for k in results[0] if any(r.get(k) != results[0][k] for r in results[1:])]
-        print(f"  differing runs: {len(diff)} (e.g. {diff[0]}: {[r.get(diff[0]) for r in results]})")
-        sys.exit(1)
+        root = a.keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        stamp = root / "grid.json"
+        if stamp.exists() and json.loads(stamp.read_text()) != grid:
+            sys.exit(f"{root} holds measurements of another grid ({json.loads(stamp.read_text())}); use another --keep")
+        stamp.write_text(json.dumps(grid))
+        measured = {}
+        for i, (name, extra, env) in enumerate(ways):
+            out = root / folder(name)
+            record = out.with_suffix(".json")
+            if record.exists():
+                measured[i] = json.loads(record.read_text())
+                continue
+            if i not in todo:
+                continue
+            if out.exists():  # a way cut off earlier: its timing is void, so it starts again from nothing
+                subprocess.run(["rm", "-rf", str(out)], check=True)
+            # sets and pool embeddings are made once beforehand (in this sitting: the caches do not outlive a machine),
+            # so every way times the evaluation runs alone
+            warm = Path(tmp) / "warm"
+            if not warm.exists():
+                subprocess.run(base + ["--out", str(warm), "--steps", "1"], check=True, capture_output=True)
+            measured[i] = measure(base, name, extra, env, out)
+            tmp_record = record.with_suffix(".json.tmp")
+            tmp_record.write_text(json.dumps(measured[i], indent=1))
+            tmp_record.replace(record)
+
+        print(f"grid: sst2 x {a.methods} x DPC {a.dpc} x {a.sets} sets, {a.steps} steps")
+        if not measured:
+            print("  nothing measured yet")
+            return
+        first = measured.get(0, {}).get("seconds")
+        sittings = {m["started"][:10] for m in measured.values()}
+        for i, (name, _, _) in enumerate(ways):
+            if i not in measured:
+                print(f"  {name:26s}   not measured yet")
+                continue
+            m = measured[i]
+            speed = f"speed-up {first / m['seconds']:4.2f}x" if first else "speed-up -"
+            where = f"{m['machine']['cpus']} CPUs, {m['machine']['cpu']}, torch {m['machine']['torch']}"
+            print(f"  {name:26s} {m['seconds']:8.0f} s  {m['runs']} runs  {speed}   measured {m['started']} ({where})")
+        if len(sittings) > 1:
+            print(f"  (measured in {len(sittings)} sittings on fresh machines of the same kind; each way alone on it)")
+        results = [scores(root / folder(ways[i][0])) for i in sorted(measured)]
+        if len(results) < 2:
+            return
+        same = all(r == results[0] for r in results[1:])
+        print(f"  scores bit-identical across the {len(results)}: {same}")
+        if not same:
+            diff = [k for k in results[0] if any(r.get(k) != results[0][k] for r in results[1:])]
+            print(f"  differing runs: {len(diff)} (e.g. {diff[0]}: {[r.get(diff[0]) for r in results]})")
+            sys.exit(1)
 
 
 if __name__ == "__main__":
