@@ -10,7 +10,10 @@ The defaults take about 3.5 hours of both cores here, longer than one working se
 DIR every way's results and its measurement (wall time, date, CPU, torch) are kept in DIR, a way measured before is
 not run again, and --ways picks which ways to measure now; the table then says when and where each way was measured,
 so ways measured in different sessions are never passed off as one sitting. Nothing else may run on the machine
-while a way is timed. Without --keep everything runs in one go in a temporary folder.
+while a way is timed. Without --keep everything runs in one go in a temporary folder. The committed measurement:
+
+    HF_HUB_OFFLINE=1 python benchmarks/grid_executors.py --keep results/benchmarks/grid_executors --ways 1   # a sitting
+    HF_HUB_OFFLINE=1 python benchmarks/grid_executors.py --keep results/benchmarks/grid_executors          # the rest
 """
 import argparse
 import json
