@@ -70,7 +70,9 @@ def figure(df: pd.DataFrame, reference: pd.DataFrame | None = None, columns: int
         dpcs = sorted(g["dpc"].unique())
         shown = [m for m in methods if m in set(g["method"])]
         for i, m in enumerate(shown):
-            r = g[g["method"] == m].sort_values("dpc")
+            # every DPC of the panel, NaN where this method has none, so that its line breaks there instead of
+            # running through a value nobody measured
+            r = g[g["method"] == m].set_index("dpc").reindex(dpcs).reset_index()
             # (each method's points a little apart on the log axis, so error bars do not hide one another)
             shift = 2 ** (0.04 * (i - (len(shown) - 1) / 2)) if m != BASELINE else 1.0
             x, y, e = r["dpc"].to_numpy() * shift, 100 * r["mean"].to_numpy(), 100 * r["std"].to_numpy()

@@ -132,6 +132,15 @@ def test_plot_draws_each_method_with_std_bars_the_baseline_band_and_the_papers_c
     dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     assert len(dashed) == 1 and list(dashed[0].get_ydata()) == [70.0, 75.0]
     assert len(ax.collections) >= 2  # the baseline's band and herding's error bars
+    # a method without a middle DPC: its line breaks there (NaN) instead of joining its neighbours through it
+    df = load_results(results)
+    df.loc[(df["method"] == "herding") & (df["dpc"] == 3), "dpc"] = 4
+    ax = figure(df).axes[0]
+    herding = [ln for ln in ax.get_lines() if len(ln.get_ydata()) == 3 and ln.get_linestyle() == "-"]
+    assert len(herding) == 1
+    y = list(herding[0].get_ydata())
+    assert y[0] == y[0] and y[1] != y[1] and y[2] == y[2], y  # measured, NaN, measured
+
     # results made on a subset pool, or scored on part of the split, say so in the panel's title, as the table does
     from dilmbench.plots import panels
 
