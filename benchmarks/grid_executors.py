@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,7 +110,7 @@ def main():
             if i not in todo:
                 continue
             if out.exists():  # a way cut off earlier: its timing is void, so it starts again from nothing
-                subprocess.run(["rm", "-rf", str(out)], check=True)
+                shutil.rmtree(out)
             # sets and pool embeddings are made once beforehand (in this sitting: the caches do not outlive a machine),
             # so every way times the evaluation runs alone
             warm = Path(tmp) / "warm"
