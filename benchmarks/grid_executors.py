@@ -27,6 +27,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from dilmbench.provenance import package_versions
+from dilmbench.textset import atomic_write_text
+
 WAYS = [("1 process x 2 threads", ["--workers", "1"], {"OMP_NUM_THREADS": "2"}),
         ("2 workers x 1 thread", ["--workers", "2", "--threads-per-worker", "1"], {"OMP_NUM_THREADS": "1"}),
         ("Ray, 2 CPUs x 1 thread", ["--executor", "ray", "--workers", "2", "--threads-per-worker", "1"],
@@ -52,20 +55,18 @@ def cpu_name() -> str:
 
 
 def machine() -> dict:
-    import torch
-
-    return {"cpus": os.cpu_count(), "cpu": cpu_name(), "torch": torch.__version__, "python": platform.python_version()}
+    return {"cpus": os.cpu_count(), "cpu": cpu_name(), **package_versions()}
 
 
 def measure(base: list[str], name: str, extra: list[str], env: dict, out: Path) -> dict:
+    command = base + extra + ["--out", str(out)]
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    proc = subprocess.run(base + extra + ["--out", str(out)], capture_output=True, text=True,
-                          env={**os.environ, **env})
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env})
     if proc.returncode != 0:
         sys.exit(f"{name}: dilmbench run failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return {"way": name, "seconds": time.perf_counter() - t0, "started": started, "runs": len(scores(out)),
-            "command": base + extra + ["--out", str(out)], "env": env, "machine": machine()}
+            "command": command, "env": env, "machine": machine()}
 
 
 def main():
@@ -99,7 +100,7 @@ def main():
         stamp = root / "grid.json"
         if stamp.exists() and json.loads(stamp.read_text()) != grid:
             sys.exit(f"{root} holds measurements of another grid ({json.loads(stamp.read_text())}); use another --keep")
-        stamp.write_text(json.dumps(grid))
+        atomic_write_text(stamp, json.dumps(grid))
         measured = {}
         for i, (name, extra, env) in enumerate(ways):
             out = root / folder(name)
@@ -117,9 +118,7 @@ def main():
             if not warm.exists():
                 subprocess.run(base + ["--out", str(warm), "--steps", "1"], check=True, capture_output=True)
             measured[i] = measure(base, name, extra, env, out)
-            tmp_record = record.with_suffix(".json.tmp")
-            tmp_record.write_text(json.dumps(measured[i], indent=1))
-            tmp_record.replace(record)
+            atomic_write_text(record, json.dumps(measured[i], indent=1))
 
         print(f"grid: sst2 x {a.methods} x DPC {a.dpc} x {a.sets} sets, {a.steps} steps")
         if not measured:
