@@ -27,7 +27,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dilmbench.provenance import package_versions
+from dilmbench.provenance import git_commit, package_versions
 from dilmbench.textset import atomic_write_text
 
 WAYS = [("1 process x 2 threads", ["--workers", "1"], {"OMP_NUM_THREADS": "2"}),
@@ -55,18 +55,19 @@ def cpu_name() -> str:
 
 
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "cpu": cpu_name(), **package_versions()}
+    return {"cpus": os.cpu_count(), "cpu": cpu_name(), "git_commit": git_commit(), **package_versions()}
 
 
 def measure(base: list[str], name: str, extra: list[str], env: dict, out: Path) -> dict:
     command = base + extra + ["--out", str(out)]
+    where = machine()  # before the run: the code measured is the code at its start
     t0 = time.perf_counter()
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env})
     if proc.returncode != 0:
         sys.exit(f"{name}: dilmbench run failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return {"way": name, "seconds": time.perf_counter() - t0, "started": started, "runs": len(scores(out)),
-            "command": command, "env": env, "machine": machine()}
+            "command": command, "env": env, "machine": where}
 
 
 def main():
@@ -136,6 +137,9 @@ def main():
             print(f"  {name:26s} {m['seconds']:8.0f} s  {m['runs']} runs  {speed}   measured {m['started']} ({where})")
         if len(sittings) > 1:
             print(f"  (measured in {len(sittings)} sittings on fresh machines of the same kind; each way alone on it)")
+        commits = {m["machine"].get("git_commit") for m in measured.values()}
+        if len(commits) > 1:  # a speed change between commits would read as an executor's speed-up
+            print(f"  (measured at {len(commits)} commits of dilmbench: {', '.join(sorted(map(str, commits)))})")
         results = [scores(root / folder(ways[i][0])) for i in sorted(measured)]
         if len(results) < 2:
             return
