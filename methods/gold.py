@@ -13,7 +13,9 @@ Deviations (GOLD's public code has broken call signatures; each a config value):
 - the small model is the suite's fine-tuning recipe (``learner``, ``small_steps``), with cross-entropy, or the
   paper's symmetric cross-entropy (``loss: sce``, alpha 0.1, beta 1.0, log 0 clipped at -4) as an option;
 - the noise filter drops a fixed share of each round by energy instead of the paper's threshold; the pool is
-  bounded by the DPC budget (DPC x pool_factor per class over all rounds).
+  bounded by the DPC budget (DPC x pool_factor per class over all rounds);
+- the writer: the paper preset keeps the public code's meta-llama/Llama-2-7b-chat-hf (run through vLLM on a GPU);
+  ``quick`` uses SmolLM2-135M-Instruct (methods/synthesis.py says why), which is what its results measure.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 class GOLDMethod(SynthesisMethod):
     """GOLD: rounds of generation fed with the small model's most out-of-distribution samples; energy filter."""
 
-    default_config = {**SHARED_CONFIG, "learner": "distilbert-base-uncased", "small_steps": 200, "loss": "ce",
+    default_config = {**SHARED_CONFIG, "generator": "meta-llama/Llama-2-7b-chat-hf",  # the public code's LLM
+                      "learner": "distilbert-base-uncased", "small_steps": 200, "loss": "ce",
                       "rounds": 3, "feedback": 2, "noise_share": 0.1, "energy_temperature": 1.0}
     presets = {"quick": {**QUICK, "learner": "sentence-transformers/all-MiniLM-L6-v2"}}
 

@@ -11,6 +11,8 @@ Deviations (S3's generation code was never released; each a config value):
   never reads the evaluation split (a test holds it to that);
 - the paper's rationale-first seed prompting is not implemented: a 135-270M model writes no useful rationales, and
   the paper's generator (GPT-3.5) cannot run here;
+- the writer: the paper's GPT-3.5 is closed, so the paper preset uses an open 7B instruct model,
+  Qwen/Qwen2.5-7B-Instruct (through vLLM on a GPU); ``quick`` uses SmolLM2-135M-Instruct (methods/synthesis.py);
 - the small model is the suite's fine-tuning recipe (fresh head on ``learner``, ``small_steps`` steps) instead of
   the paper's DistilBERT training schedule; the pool is bounded by the DPC budget (seed DPC x seed_factor per class,
   then at most ``errors_per_round`` x ``per_error`` texts per round) instead of the paper's thousands.
@@ -28,7 +30,8 @@ from .synthesis import QUICK, SHARED_CONFIG, SynthesisMethod
 class S3Method(SynthesisMethod):
     """S3: a zero-shot seed set, then rounds in which the LLM extrapolates a small model's errors on real dev rows."""
 
-    default_config = {**SHARED_CONFIG, "learner": "distilbert-base-uncased", "small_steps": 200,
+    default_config = {**SHARED_CONFIG, "generator": "Qwen/Qwen2.5-7B-Instruct",  # open stand-in for GPT-3.5
+                      "learner": "distilbert-base-uncased", "small_steps": 200,
                       "seed_factor": 5, "rounds": 2, "real_size": 200, "errors_per_round": 20, "per_error": 2}
     presets = {"quick": {**QUICK, "learner": "sentence-transformers/all-MiniLM-L6-v2"}}
 
