@@ -1,9 +1,35 @@
 """k-means primitives shared by methods (k-centers selection, DiLM's teacher sets and diverse mini-batches)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from .errors import DilmbenchError
+
+
+@contextmanager
+def one_thread(faiss_too: bool = False):
+    """Run k-means on one thread. sklearn's and faiss's k-means split their sums over the OpenMP threads, so which
+    point lands in which cluster changed with the thread count (sklearn, 30,000 SST-2 embeddings, k 10: one seed of
+    three gave other labels on 2 threads than on 1), and with it a k-centers set, whose identity holds only its seed:
+    two machines, or a driver with 1 or 2 threads, made different sets under one identity."""
+    import sklearn.cluster  # noqa: F401  (loaded before the limits, which reach only the libraries loaded by then:
+    from threadpoolctl import threadpool_limits  # a first k-means in a process ran on all threads without this)
+
+    if not faiss_too:
+        with threadpool_limits(limits=1):
+            yield
+        return
+    import faiss  # (before the limits, likewise)
+
+    with threadpool_limits(limits=1):
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            yield
+        finally:
+            faiss.omp_set_num_threads(before)
 
 
 def kmeans_labels(x: np.ndarray, k: int, seed: int, backend: str = "sklearn", max_iter: int = 300):
@@ -20,6 +46,11 @@ def _kmeans(x: np.ndarray, k: int, seed: int, backend: str, max_iter: int):
     x = np.ascontiguousarray(x, dtype=np.float32)
     if k > len(x):
         raise DilmbenchError(f"cannot form {k} clusters from {len(x)} points")
+    with one_thread(faiss_too=backend != "sklearn"):
+        return _kmeans_fit(x, k, seed, backend, max_iter)
+
+
+def _kmeans_fit(x: np.ndarray, k: int, seed: int, backend: str, max_iter: int):
     if backend == "sklearn":
         from sklearn.cluster import KMeans
 

@@ -53,6 +53,35 @@ def test_nearest_by_distance_takes_each_clusters_closest_member_first_on_ties():
         nearest_by_distance(assign, dist, 4)
 
 
+# k-means on structureless data: sklearn's clusters there change with the number of OpenMP threads it sums over
+_THREADS_PROBE = """
+import numpy as np
+from threadpoolctl import threadpool_limits
+from dilmbench.cluster import kmeans_labels
+x = np.random.default_rng(0).standard_normal((20000, 16)).astype(np.float32)
+first = [kmeans_labels(x, 8, seed, "{backend}")[0] for seed in range(5)]  # the process's first k-means calls
+with threadpool_limits(1):
+    one = [kmeans_labels(x, 8, seed, "{backend}")[0] for seed in range(5)]
+with threadpool_limits(2):
+    two = [kmeans_labels(x, 8, seed, "{backend}")[0] for seed in range(5)]
+print(sum(int((a != b).sum()) for a, b in zip(first, one)), sum(int((a != b).sum()) for a, b in zip(two, one)))
+"""
+
+
+def test_k_means_clusters_do_not_depend_on_the_thread_count(backend="sklearn"):
+    # (faiss clustered these points alike on 1 and 2 threads before it was pinned too, so it cannot fail here)
+    # a k-centers set's identity holds its seed, not the machine's threads: a fresh process with 2 OpenMP threads
+    # (its first calls too, before sklearn or faiss is loaded) must cluster as one limited to 1 thread
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _THREADS_PROBE.format(backend=backend)], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["0", "0"], f"points clustered differently (first calls, 2 threads): {out.stdout}"
+
+
 def test_kcenter_greedy_covers_every_blob_and_beats_random_radius():
     from dilmbench.methods.kcenter_greedy import farthest_first
 
