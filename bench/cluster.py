@@ -13,23 +13,15 @@ def one_thread(faiss_too: bool = False):
     """Run k-means on one thread. sklearn's k-means splits its sums over the OpenMP threads, so which point lands in
     which cluster changed with the thread count (30,000 SST-2 embeddings, k 10: one seed of three gave other labels
     on 2 threads than on 1), and with it a k-centers set, whose identity holds only its seed: two machines, or a
-    driver with 1 or 2 threads, made different sets under one identity. faiss's threads are pinned the same way."""
-    import sklearn.cluster  # noqa: F401  (loaded before the limits, which reach only the libraries loaded by then:
+    driver with 1 or 2 threads, made different sets under one identity. faiss (loaded first) is held by the same limit."""
+    import sklearn.cluster  # noqa: F401  (loaded before the limit, which reaches only the libraries loaded by then:
     from threadpoolctl import threadpool_limits  # a first k-means in a process ran on all threads without this)
 
-    if not faiss_too:
-        with threadpool_limits(limits=1):
-            yield
-        return
-    import faiss  # (before the limits, likewise)
+    if faiss_too:
+        import faiss  # noqa: F401  (likewise: the limit then holds its OpenMP too)
 
     with threadpool_limits(limits=1):
-        before = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
-            yield
-        finally:
-            faiss.omp_set_num_threads(before)
+        yield
 
 
 def kmeans_labels(x: np.ndarray, k: int, seed: int, backend: str = "sklearn", max_iter: int = 300):
