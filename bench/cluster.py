@@ -13,7 +13,8 @@ def one_thread(faiss_too: bool = False):
     """Run k-means on one thread. sklearn's k-means splits its sums over the OpenMP threads, so which point lands in
     which cluster changed with the thread count (30,000 SST-2 embeddings, k 10: one seed of three gave other labels
     on 2 threads than on 1), and with it a k-centers set, whose identity holds only its seed: two machines, or a
-    driver with 1 or 2 threads, made different sets under one identity. faiss (loaded first) is held by the same limit."""
+    driver with 1 or 2 threads, made different sets under one identity. faiss (loaded first) is held by the same
+    limit."""
     import sklearn.cluster  # noqa: F401  (loaded before the limit, which reaches only the libraries loaded by then:
     from threadpoolctl import threadpool_limits  # a first k-means in a process ran on all threads without this)
 
