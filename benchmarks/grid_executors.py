@@ -6,14 +6,17 @@ Usage: HF_HUB_OFFLINE=1 python benchmarks/grid_executors.py [--methods random,kc
        [--sets 5] [--steps 200] [--no-ray] [--keep DIR [--ways 1,3]]
 (the issue's benchmark is the defaults: the quick SST-2 grid, 45 runs per executor)
 
-The defaults take about 3.5 hours of both cores here, longer than one working session on this machine. With --keep
-DIR every way's results and its measurement (wall time, date, CPU, torch) are kept in DIR, a way measured before is
-not run again, and --ways picks which ways to measure now; the table then says when and where each way was measured,
-so ways measured in different sessions are never passed off as one sitting. Nothing else may run on the machine
-while a way is timed. Without --keep everything runs in one go in a temporary folder. The committed measurement:
+The defaults took 2,979-3,347 s a way here (results/benchmarks/grid_executors.txt), 9,317 s for the three plus a few
+minutes' untimed warm step, longer than one working session on this machine. With --keep DIR every way's results and
+its measurement (wall time, date, CPU, torch) are kept in DIR, a way measured before is not run again, and --ways
+picks which ways to measure now; the table then says when and where each way was measured, so ways measured in
+different sessions are never passed off as one sitting. Nothing else may run on the machine while a way is timed.
+Without --keep everything runs in one go in a temporary folder. The committed measurement:
 
-    HF_HUB_OFFLINE=1 python benchmarks/grid_executors.py --keep results/benchmarks/grid_executors --ways 1   # a sitting
-    HF_HUB_OFFLINE=1 python benchmarks/grid_executors.py --keep results/benchmarks/grid_executors          # the rest
+    HF_HUB_OFFLINE=1 python benchmarks/grid_executors.py --keep results/benchmarks/grid_executors --ways 2   # a sitting
+    HF_HUB_OFFLINE=1 python benchmarks/grid_executors.py --keep results/benchmarks/grid_executors --ways 3   # another
+    HF_HUB_OFFLINE=1 python benchmarks/grid_executors.py --keep results/benchmarks/grid_executors --ways 1   # another
+    HF_HUB_OFFLINE=1 python benchmarks/grid_executors.py --keep results/benchmarks/grid_executors   # the table again
 """
 import argparse
 import json
@@ -38,6 +41,11 @@ WAYS = [("1 process x 2 threads", ["--workers", "1"], {"OMP_NUM_THREADS": "2"}),
 
 def scores(out: Path) -> dict:
     return {str(p.relative_to(out)): json.loads(p.read_text())["score"] for p in sorted((out / "runs").rglob("*.json"))}
+
+
+def train_seconds(out: Path) -> float:
+    """Seconds spent training, summed over the runs (each run's own clock, whatever ran beside it)."""
+    return sum(json.loads(p.read_text())["timing_s"]["train"] for p in (out / "runs").rglob("*.json"))
 
 
 def folder(way: str) -> str:
@@ -95,6 +103,7 @@ def main():
             "--sets", a.sets, "--steps", a.steps, "--no-progress"]
     grid = {"methods": a.methods, "dpc": a.dpc, "sets": a.sets, "steps": a.steps}
 
+    sitting = datetime.now(timezone.utc).isoformat(timespec="seconds")  # ways measured by this one invocation
     with tempfile.TemporaryDirectory() as tmp:
         root = a.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
@@ -118,7 +127,7 @@ def main():
             warm = Path(tmp) / "warm"
             if not warm.exists():
                 subprocess.run(base + ["--out", str(warm), "--steps", "1"], check=True, capture_output=True)
-            measured[i] = measure(base, name, extra, env, out)
+            measured[i] = {**measure(base, name, extra, env, out), "sitting": sitting}
             atomic_write_text(record, json.dumps(measured[i], indent=1))
 
         print(f"grid: sst2 x {a.methods} x DPC {a.dpc} x {a.sets} sets, {a.steps} steps")
@@ -126,7 +135,7 @@ def main():
             print("  nothing measured yet")
             return
         first = measured.get(0, {}).get("seconds")
-        sittings = {m["started"][:10] for m in measured.values()}
+        sittings = {m.get("sitting", m["started"]) for m in measured.values()}  # records before "sitting": one each
         for i, (name, _, _) in enumerate(ways):
             if i not in measured:
                 print(f"  {name:26s}   not measured yet")
@@ -134,9 +143,12 @@ def main():
             m = measured[i]
             speed = f"speed-up {first / m['seconds']:4.2f}x" if first else "speed-up -"
             where = f"{m['machine']['cpus']} CPUs, {m['machine']['cpu']}, torch {m['machine']['torch']}"
-            print(f"  {name:26s} {m['seconds']:8.0f} s  {m['runs']} runs  {speed}   measured {m['started']} ({where})")
+            train = train_seconds(root / folder(name))
+            print(f"  {name:26s} {m['seconds']:8.0f} s  {m['runs']} runs  {speed}  training {train:5.0f} s summed over"
+                  f" runs   measured {m['started']} ({where})")
         if len(sittings) > 1:
-            print(f"  (measured in {len(sittings)} sittings on fresh machines of the same kind; each way alone on it)")
+            print(f"  (measured in {len(sittings)} sittings, each way alone on the machine; the dates and CPUs above say"
+                  " when and where)")
         commits = {m["machine"].get("git_commit") for m in measured.values()}
         if len(commits) > 1:  # a speed change between commits would read as an executor's speed-up
             print(f"  (measured at {len(commits)} commits of dilmbench: {', '.join(sorted(map(str, commits)))})")
