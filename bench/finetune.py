@@ -33,11 +33,20 @@ class FinetuneRecipe:
     # weights, gradients and optimizer state stay float32. About 2x faster where the CPU has AVX512-BF16 or AMX
     # (results/benchmarks/cpu_bf16.txt). Off by default, and then left out of a result's identity.
     cpu_bf16: bool = False
+    # The fast path (dilmbench.fastpath): the same protocol with bf16 autocast on every device, the embedding trained
+    # as the rows the set uses, flat AdamW buffers, and dropout masks from the run's own stream (a new random stream,
+    # so a new configuration). Off by default, and then left out of a result's identity.
+    fast: bool = False
 
     def micro_tokens(self, device: str) -> int:
         if self.micro_batch_tokens == "auto":
             return 0 if str(device).startswith("cuda") else 512
         return int(self.micro_batch_tokens)
+
+    @property
+    def bf16(self) -> bool:
+        """Whether a CPU runs this recipe under bfloat16 autocast (CUDA always does)."""
+        return bool(self.cpu_bf16 or self.fast)
 
     def batch_size(self, n: int) -> int:
         return max(1, min(self.max_batch_size, n))
@@ -57,12 +66,10 @@ def autocast_for(device: str, cpu_bf16: bool = False):
     return nullcontext()
 
 
-def make_optimizer(model, recipe: FinetuneRecipe, steps: int | None = None):
-    """AdamW with no decay on biases and normalisation weights, and the recipe's warmup schedule."""
+def optimizer_groups(model) -> tuple[list, list]:
+    """The trainable parameters as (decayed, not decayed): no decay on biases and normalisation weights."""
     import torch
-    from transformers import get_scheduler
 
-    steps = recipe.steps if steps is None else steps
     decay, no_decay, seen = [], [], set()
     for module_name, module in model.named_modules():
         is_norm = isinstance(module, torch.nn.LayerNorm) or "norm" in type(module).__name__.lower()
@@ -71,6 +78,16 @@ def make_optimizer(model, recipe: FinetuneRecipe, steps: int | None = None):
                 continue
             seen.add(id(p))
             (no_decay if pname == "bias" or is_norm else decay).append(p)
+    return decay, no_decay
+
+
+def make_optimizer(model, recipe: FinetuneRecipe, steps: int | None = None):
+    """AdamW with no decay on biases and normalisation weights, and the recipe's warmup schedule."""
+    import torch
+    from transformers import get_scheduler
+
+    steps = recipe.steps if steps is None else steps
+    decay, no_decay = optimizer_groups(model)
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     try:  # the fused kernel is the same AdamW update, ~4x faster on CPU (one pass over the parameters)
         opt = torch.optim.AdamW(groups, lr=recipe.lr, fused=True)
@@ -196,6 +213,11 @@ def train_classifier(model, tokenizer, texts: list[tuple[str, ...]], labels, rec
     -> per-example losses (default cross-entropy; e.g. symmetric_cross_entropy())."""
     import torch
 
+    if recipe.fast:
+        from .fastpath import train_classifier_fast
+
+        return train_classifier_fast(model, tokenizer, texts, labels, recipe, seed, device, weights, progress, loss_fn)
+
     from .progress import progress as progress_bar
 
     feats = tokenize(tokenizer, texts, recipe.max_length)
@@ -228,7 +250,7 @@ def fit_small_model(learner: str, num_labels: int, texts, labels, recipe: Finetu
 
 def logits_of(model, tokenizer, texts, recipe: FinetuneRecipe, device: str) -> np.ndarray:
     return predict_logits(model, tokenize(tokenizer, texts, recipe.max_length), tokenizer, recipe.eval_batch_size,
-                          device, cpu_bf16=recipe.cpu_bf16)
+                          device, cpu_bf16=recipe.bf16)
 
 
 def predict_logits(model, features: list[dict], tokenizer, batch_size: int, device: str,

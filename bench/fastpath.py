@@ -1,0 +1,358 @@
+"""The fine-tuning recipe's fast path (``FinetuneRecipe(fast=True)``): the same protocol, the work done as the hardware
+wants it.
+
+Same as the reference path (``dilmbench.finetune.train_classifier``): the steps, the cosine schedule with warmup,
+AdamW (lr, betas, eps, decoupled weight decay, none on biases and norm weights), gradient clipping at the global norm,
+the seeded batch order, the fresh head, dropout (same sites, same probability, inverted scaling), the loss. What it
+changes, each measured by benchmarks/finetune_roofline.py:
+
+- bfloat16 autocast on every device (the CUDA path always had it; on a CPU it was the ``cpu_bf16`` option), one
+  autocast region per step, so each weight is cast once per step, not once per micro-batch; weights, gradients and
+  optimizer state stay float32.
+- The input embedding is trained as the rows the set uses: a text set touches a few hundred of a vocabulary's 30-250k
+  rows, and a row that no text uses gets a zero gradient, so AdamW only decays it (its moments stay zero). Those rows
+  are left out of the step (no dense 30522 x 384 gradient to fill, clip and update 200 times) and get the decay they
+  would have had, prod_t (1 - lr_t * weight_decay), once at the end. Exact up to float rounding.
+- Parameters and gradients live in two flat buffers (decayed / not decayed), so clipping is two norms and AdamW two
+  fused calls; the clipping factor goes into the fused kernel as its gradient scale instead of a pass over gradients.
+- Dropout masks come from the run's own random stream (numpy SFC64, 16 bits per element, so the drop probability is
+  p rounded to 1/65536) instead of torch's bernoulli, which cost more than the matmuls: a new random stream, so a new
+  configuration, recorded in the result's identity. Attention-probability dropout is done by an attention function
+  of the suite's, registered with transformers, where the model's attention goes through that interface.
+- Batches padded by hand from pre-tokenized rows (no tokenizer.pad per micro-batch).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ATTENTION_NAME = "dilmbench_dropout"
+
+
+# ---- dropout from the run's own stream -------------------------------------------------------------------------------
+class DropoutStream:
+    """A run's dropout masks: 16 random bits per element from numpy's SFC64 seeded with the run's seed; an element is
+    dropped when its bits fall below round(p * 65536)."""
+
+    _ONE_BITS = {torch.bfloat16: 0x3F80, torch.float16: 0x3C00}
+
+    def __init__(self, seed: int):
+        self.bitgen = np.random.SFC64(int(seed))
+
+    def keep_mask(self, shape, p: float, dtype) -> torch.Tensor:
+        """A {0, 1} tensor of ``dtype`` and ``shape``: 1 where the element is kept."""
+        n = int(np.prod(shape))
+        bits = self.bitgen.random_raw((n + 3) // 4).view(np.uint16)[:n]
+        keep = bits >= np.uint16(min(65535, round(p * 65536)))
+        one = self._ONE_BITS.get(dtype)
+        if one is not None:  # the 16-bit float's own bit pattern of 1.0, built in numpy (torch's bool -> bf16 is slow)
+            return torch.from_numpy(keep.astype(np.uint16) * np.uint16(one)).view(dtype).view(shape)
+        return torch.from_numpy(keep).to(dtype).view(shape)
+
+    def dropout(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        if p <= 0:
+            return x
+        if p >= 1:
+            return x * 0
+        return ScaledMask.apply(x, self.keep_mask(tuple(x.shape), p, x.dtype).to(x.device), 1.0 / (1.0 - p))
+
+
+class ScaledMask(torch.autograd.Function):
+    """x * mask * scale, computed in float32 and rounded once (addcmul); the same in the backward."""
+
+    @staticmethod
+    def forward(ctx, x, mask, scale):
+        ctx.save_for_backward(mask)
+        ctx.scale = scale
+        return torch.addcmul(x.new_zeros(()), x, mask, value=scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return torch.addcmul(grad.new_zeros(()), grad, mask, value=ctx.scale), None, None
+
+
+class StreamDropout(torch.nn.Module):
+    """nn.Dropout with its masks from a DropoutStream (same p, same inverted scaling, off in eval mode)."""
+
+    def __init__(self, p: float, stream: DropoutStream):
+        super().__init__()
+        self.p, self.stream = float(p), stream
+
+    def forward(self, x):
+        return self.stream.dropout(x, self.p) if self.training else x
+
+    def extra_repr(self):
+        return f"p={self.p}, masks from the run's SFC64 stream"
+
+
+def _attention_with_stream(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention for a model whose attention goes through transformers' AttentionInterface: sdpa as the model would
+    run it, except while training with dropout > 0, when the probabilities' dropout mask comes from the model's
+    DropoutStream (the eager attention's math: softmax(q k^T * scaling + mask) v)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    stream = getattr(module, "_dilmbench_stream", None)
+    if not (module.training and dropout > 0 and stream is not None):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      **kwargs)
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    n_rep = query.shape[1] // key.shape[1]
+    if n_rep > 1:  # grouped-query attention
+        key = key.repeat_interleave(n_rep, dim=1)
+        value = value.repeat_interleave(n_rep, dim=1)
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask[..., : key.shape[-2]]
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = stream.dropout(probs, dropout)
+    out = torch.matmul(probs, value).transpose(1, 2).contiguous()
+    return out, probs
+
+
+def _register_attention() -> bool:
+    try:
+        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+        from transformers.modeling_utils import AttentionInterface
+    except ImportError:
+        return False
+    AttentionInterface.register(ATTENTION_NAME, _attention_with_stream)
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+    return True
+
+
+def use_stream_dropout(model, stream: DropoutStream) -> dict:
+    """Every nn.Dropout of ``model`` replaced by a StreamDropout drawing from ``stream``; attention dropout too where the
+    model's attention goes through transformers' interface (set to this module's function). -> what was done."""
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is torch.nn.Dropout:
+                setattr(parent, name, StreamDropout(child.p, stream))
+                swapped += 1
+            elif isinstance(child, StreamDropout):
+                child.stream = stream
+    attention = False
+    impl = getattr(model.config, "_attn_implementation", None)
+    if impl in ("sdpa", "eager", ATTENTION_NAME) and _interface_attention(model) and _register_attention():
+        _set_attention(model, ATTENTION_NAME)
+        for m in model.modules():
+            m._dilmbench_stream = stream
+        attention = True
+    return {"dropout_modules": swapped, "attention_dropout_from_stream": attention}
+
+
+def _interface_attention(model) -> bool:
+    """Whether the model's attention dispatches through transformers' AttentionInterface (its module imports it)."""
+    import sys
+
+    mod = sys.modules.get(type(model).__module__)
+    return mod is not None and hasattr(mod, "ALL_ATTENTION_FUNCTIONS")
+
+
+def _set_attention(model, name: str) -> None:
+    if hasattr(model, "set_attn_implementation"):
+        try:
+            model.set_attn_implementation(name)
+            return
+        except Exception:  # older releases check names against their own list
+            pass
+    for m in model.modules():
+        cfg = getattr(m, "config", None)
+        if cfg is not None:
+            cfg._attn_implementation = name
+
+
+# ---- the input embedding as the rows the set uses ---------------------------------------------------------------------
+class CompactEmbedding:
+    """Train only the rows of the input embedding that the run's texts use (see the module's docstring).
+
+    The embedding module keeps seeing the vocabulary's ids (a forward pre-hook maps them to the compact table), so model
+    code that reads ids (RoBERTa's positions, a decoder's last-token pooling) is unchanged."""
+
+    def __init__(self, model, used_ids):
+        emb = model.get_input_embeddings()
+        self.active = isinstance(emb, torch.nn.Embedding) and model.get_output_embeddings() is None
+        if not self.active:
+            return
+        self.emb, self.full = emb, emb.weight
+        ids = set(int(i) for i in used_ids)
+        if emb.padding_idx is not None:
+            ids.add(int(emb.padding_idx))
+        self.ids = torch.as_tensor(sorted(ids), dtype=torch.long, device=self.full.device)
+        remap = torch.zeros(self.full.shape[0], dtype=torch.long, device=self.full.device)
+        remap[self.ids] = torch.arange(len(self.ids), device=self.full.device)
+        self.remap = remap
+        self.padding_idx = emb.padding_idx
+        self.num_embeddings = emb.num_embeddings
+        emb.weight = torch.nn.Parameter(self.full.detach()[self.ids].clone())
+        emb.num_embeddings = len(self.ids)
+        if emb.padding_idx is not None:
+            emb.padding_idx = int(remap[emb.padding_idx])
+        self._hook = emb.register_forward_pre_hook(lambda m, args: (self.remap[args[0]], *args[1:]))
+
+    def restore(self, decay: float) -> None:
+        """Put the trained rows back into the full table; the others get the decay AdamW would have applied."""
+        if not self.active:
+            return
+        self._hook.remove()
+        with torch.no_grad():
+            self.full.mul_(decay)
+            self.full[self.ids] = self.emb.weight.detach().to(self.full.dtype)
+        self.emb.weight = self.full
+        self.emb.num_embeddings = self.num_embeddings
+        self.emb.padding_idx = self.padding_idx
+
+
+# ---- bf16 weights, float32 master weights and optimizer state ------------------------------------------------------
+class MasterAdamW:
+    """The recipe's AdamW (torch's fused kernel, the transformers scheduler) on float32 master copies of the model's
+    parameters, while the model itself computes in ``dtype``: each step the gradients are read into float32, clipped
+    at their global norm (the factor goes into the fused kernel as its gradient scale, grad / scale, instead of a pass
+    over the gradients), the masters updated and copied back into the model. With ``dtype`` float32 the masters are the
+    parameters themselves and nothing is copied."""
+
+    def __init__(self, model, recipe, steps: int, dtype=torch.bfloat16, embedding=None):
+        from transformers import get_scheduler
+
+        from .finetune import optimizer_groups
+
+        decay, no_decay = optimizer_groups(model)
+        self.params = decay + no_decay
+        self.lowp = dtype != torch.float32
+        if self.lowp:
+            self.master = [p.detach().float().clone().requires_grad_(True) for p in self.params]
+            self._grad32 = [torch.zeros_like(m) for m in self.master]
+            model.to(dtype)
+        else:
+            self.master = self.params
+        masters = dict(zip(map(id, self.params), self.master))
+        groups = [{"params": [masters[id(p)] for p in ps], "weight_decay": wd}
+                  for ps, wd in ((decay, recipe.weight_decay), (no_decay, 0.0)) if ps]
+        try:  # one fused kernel per group
+            self.opt = torch.optim.AdamW(groups, lr=recipe.lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            self.opt = torch.optim.AdamW(groups, lr=recipe.lr)
+        self.fused = bool(self.opt.defaults.get("fused"))
+        self.sched = get_scheduler(recipe.scheduler, optimizer=self.opt,
+                                   num_warmup_steps=int(steps * recipe.warmup_ratio), num_training_steps=steps)
+        self.max_grad_norm = recipe.max_grad_norm
+        # the weight decay a parameter of the decayed group gets per step, for the embedding rows left out
+        self.decay_rate = recipe.weight_decay if any(p is embedding for p in decay) else 0.0
+        self.lrs: list[float] = []
+
+    def zero_grad(self) -> None:
+        for p in self.params:  # autograd then hands each parameter its fresh gradient, no fill, no add
+            p.grad = None
+
+    def step(self) -> None:
+        # a parameter the loss did not reach has no gradient and, as in torch's AdamW, is not updated (nor decayed)
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if self.lowp:
+            for i, (p, m) in enumerate(zip(self.params, self.master)):
+                m.grad = self._grad32[i] if p.grad is not None else None
+            grads = [self._grad32[i] for i in live]
+            torch._foreach_copy_(grads, [self.params[i].grad for i in live])
+        else:
+            grads = [self.params[i].grad for i in live]
+        if self.max_grad_norm is not None and grads:
+            total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            coef = torch.clamp(self.max_grad_norm / (total + 1e-6), max=1.0)
+            if self.fused:
+                self.opt.grad_scale = (1.0 / coef).reshape(())
+            else:
+                torch._foreach_mul_(grads, coef)
+        self.lrs.append(self.opt.param_groups[0]["lr"])
+        self.opt.step()
+        self.sched.step()
+        if self.lowp and live:
+            with torch.no_grad():
+                torch._foreach_copy_([self.params[i].data for i in live], [self.master[i] for i in live])
+
+    def finish(self, model) -> None:
+        """The model back in float32 holding the master weights."""
+        if self.lowp:
+            model.to(torch.float32)
+            with torch.no_grad():
+                torch._foreach_copy_([p.data for p in self.params], self.master)
+        for p in self.params:
+            p.grad = None
+
+    def embedding_decay(self) -> float:
+        """prod_t (1 - lr_t * weight_decay): what AdamW did to a decayed parameter that never had a gradient."""
+        return float(np.prod([1.0 - lr * self.decay_rate for lr in self.lrs], dtype=np.float64))
+
+
+# ---- batches ---------------------------------------------------------------------------------------------------------
+class Padder:
+    """Pre-tokenized rows padded by hand as tokenizer.pad pads them (side, pad id, segment pad id)."""
+
+    def __init__(self, tokenizer, feats: list[dict], device):
+        self.device = device
+        self.left = getattr(tokenizer, "padding_side", "right") == "left"
+        self.pad = {"input_ids": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+                    "attention_mask": 0, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0)}
+        self.keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in feats[0]]
+        self.rows = {k: [np.asarray(f[k], dtype=np.int64) for f in feats] for k in self.keys}
+        self.lengths = np.array([len(r) for r in self.rows["input_ids"]])
+
+    def batch(self, idx) -> dict:
+        width = int(self.lengths[idx].max())
+        out = {}
+        for k in self.keys:
+            arr = np.full((len(idx), width), self.pad[k], dtype=np.int64)
+            for j, i in enumerate(idx):
+                row = self.rows[k][i]
+                if self.left:
+                    arr[j, width - len(row):] = row
+                else:
+                    arr[j, :len(row)] = row
+            out[k] = torch.from_numpy(arr).to(self.device)
+        return out
+
+
+# ---- the loop --------------------------------------------------------------------------------------------------------
+def train_classifier_fast(model, tokenizer, texts, labels, recipe, seed: int, device: str, weights=None,
+                          progress: bool = False, loss_fn=None, dtype=torch.bfloat16) -> list[float]:
+    """train_classifier's contract on the fast path: fine-tunes ``model`` in place, returns the per-step losses."""
+    from .batching import tokenize
+    from .finetune import endless_batches, micro_batches
+    from .progress import progress as progress_bar
+
+    feats = tokenize(tokenizer, texts, recipe.max_length)
+    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(device)
+    weights_t = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float32)).to(device)
+    padder = Padder(tokenizer, feats, device)
+    used = np.unique(np.concatenate(padder.rows["input_ids"] + [np.asarray([padder.pad["input_ids"]])]))
+    compact = CompactEmbedding(model, used)
+    use_stream_dropout(model, DropoutStream(seed))
+    opt = MasterAdamW(model, recipe, recipe.steps, dtype, embedding=compact.emb.weight if compact.active else None)
+    model.train()
+    n = len(feats)
+    batches = endless_batches(n, recipe.batch_size(n), seed)
+    micro = recipe.micro_tokens(device)
+    lf = loss_fn or (lambda logits, y: F.cross_entropy(logits, y, reduction="none"))
+    losses = []
+    for _ in progress_bar(range(recipe.steps), desc="fine-tune steps", enabled=progress, leave=False):
+        idx = next(batches)
+        opt.zero_grad()
+        total = None
+        for chunk in micro_batches(padder.lengths[idx], micro):
+            rows = idx[chunk]
+            logits = model(**padder.batch(rows)).logits
+            part = lf(logits.float(), labels_t[rows])
+            if weights_t is not None:
+                part = part * weights_t[rows]
+            part = part.sum() / len(idx)
+            total = part if total is None else total + part
+        total.backward()
+        opt.step()
+        losses.append(float(total.detach()))
+    opt.finish(model)
+    compact.restore(opt.embedding_decay())
+    return losses

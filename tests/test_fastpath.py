@@ -1,0 +1,169 @@
+"""The fine-tuning fast path against the reference path, on tiny models built from configs.
+
+Tolerances: in float32 (``dtype=torch.float32``, dropout off) the fast path is the reference path's math with other
+reduction orders (one backward over the micro-batches' summed loss): per-step losses within 1e-5 (relative) and final
+parameters within 2e-5 (absolute: a 250th of one AdamW step at the tests' lr 5e-3; Adam's m / sqrt(v) turns
+rounding in a near-zero gradient into a visible part of a step). In bfloat16 it
+computes differently by design (bf16 weights and activations, float32 masters): per-step losses within 0.02 of the
+float32 reference path's, the same predictions on the fixture."""
+import numpy as np
+import pytest
+import torch
+
+from dilmbench.fastpath import CompactEmbedding, DropoutStream, StreamDropout, train_classifier_fast, use_stream_dropout
+from dilmbench.finetune import FinetuneRecipe, load_classifier, logits_of, train_classifier
+from dilmbench.models import load_tokenizer
+
+TEXTS = [("good fun movie",), ("bad dull plot",), ("great cast and a lovely story",), ("awful",),
+         ("the film was brilliant and warm",), ("tedious and flat",), ("charming",), ("ugly messy boring film",)]
+LABELS = [1, 0, 1, 0, 1, 0, 1, 0]
+
+
+def no_dropout(model):
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    return model
+
+
+@pytest.mark.parametrize("micro", [0, 24])
+@pytest.mark.parametrize("learner", ["tiny_bert", "tiny_roberta", "tiny_xlnet", "tiny_gpt"])
+def test_float32_fast_path_is_the_reference_math(learner, micro, request):
+    path = request.getfixturevalue(learner)
+    tok = load_tokenizer(path)
+    if tok.pad_token is None:  # the decoder (GPT-2 pads with its end-of-text token, as load_classifier's model does)
+        tok.pad_token = tok.eos_token
+    recipe = FinetuneRecipe(steps=12, lr=5e-3, micro_batch_tokens=micro, max_batch_size=6)
+    ref = no_dropout(load_classifier(path, 2, 3, "cpu"))
+    fast = no_dropout(load_classifier(path, 2, 3, "cpu"))
+    ref_losses = train_classifier(ref, tok, TEXTS, LABELS, recipe, 3, "cpu")
+    fast_losses = train_classifier_fast(fast, tok, TEXTS, LABELS, recipe, 3, "cpu", dtype=torch.float32)
+    np.testing.assert_allclose(fast_losses, ref_losses, rtol=1e-5, atol=1e-6)
+    ref_params, fast_params = dict(ref.named_parameters()), dict(fast.named_parameters())
+    assert ref_params.keys() == fast_params.keys()
+    for name, p in ref_params.items():
+        q = fast_params[name]
+        assert q.shape == p.shape and q.dtype == torch.float32, name
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=2e-5, msg=lambda m: f"{name}: {m}")
+    emb = fast.get_input_embeddings()
+    assert emb.num_embeddings == emb.weight.shape[0] == ref.get_input_embeddings().num_embeddings
+    assert all(p.grad is None for p in fast.parameters())
+
+
+def test_bf16_fast_path_stays_close_to_the_float32_reference(tiny_bert):
+    tok = load_tokenizer(tiny_bert)
+    ref = no_dropout(load_classifier(tiny_bert, 2, 0, "cpu"))
+    fast = no_dropout(load_classifier(tiny_bert, 2, 0, "cpu"))
+    ref_losses = train_classifier(ref, tok, TEXTS, LABELS, FinetuneRecipe(steps=20, lr=5e-3), 0, "cpu")
+    fast_losses = train_classifier_fast(fast, tok, TEXTS, LABELS, FinetuneRecipe(steps=20, lr=5e-3), 0, "cpu")
+    # (on this fixture the reference path's own bf16 autocast strays 0.047 from float32; the fast path 0.008)
+    assert max(abs(a - b) for a, b in zip(ref_losses, fast_losses)) < 0.02
+    assert fast_losses[-1] < 0.8 * fast_losses[0]  # it learns the fixture
+    recipe = FinetuneRecipe()
+    a, b = logits_of(ref, tok, TEXTS, recipe, "cpu"), logits_of(fast, tok, TEXTS, recipe, "cpu")
+    assert (a.argmax(1) == b.argmax(1)).all()
+    assert next(fast.parameters()).dtype == torch.float32  # it leaves the model in float32, like the reference
+
+
+def test_unused_embedding_rows_get_only_the_decay(tiny_bert):
+    tok = load_tokenizer(tiny_bert)
+    model = load_classifier(tiny_bert, 2, 0, "cpu")
+    before = model.get_input_embeddings().weight.detach().clone()
+    recipe = FinetuneRecipe(steps=10, lr=1e-2, weight_decay=0.5)
+    train_classifier_fast(model, tok, TEXTS[:2], LABELS[:2], recipe, 0, "cpu")
+    after = model.get_input_embeddings().weight.detach()
+    used = set(tok("good fun movie")["input_ids"] + tok("bad dull plot")["input_ids"] + [tok.pad_token_id])
+    unused = [i for i in range(len(before)) if i not in used]
+    # the recipe's lr schedule by hand: linear warmup over 5 steps from 0, then cosine down
+    lrs = [1e-2 * s / 5 if s < 5 else 1e-2 * 0.5 * (1 + np.cos(np.pi * (s - 5) / 5)) for s in range(10)]
+    decay = np.prod([1 - lr * 0.5 for lr in lrs])
+    assert decay < 0.98  # big enough to be seen
+    torch.testing.assert_close(after[unused], before[unused] * decay, rtol=1e-6, atol=1e-7)
+    trained = sorted(used - {tok.pad_token_id})
+    assert not torch.allclose(after[trained], before[trained] * decay, atol=1e-4)  # the used rows were trained
+
+
+def test_compact_embedding_sees_vocabulary_ids(tiny_roberta):
+    """RoBERTa reads the ids (its positions count non-pad tokens): the compact table must not change what it sees."""
+    tok = load_tokenizer(tiny_roberta)
+    model = load_classifier(tiny_roberta, 2, 0, "cpu").eval()
+    batch = tok(["good fun", "a lovely story with a charming cast"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = model(**batch).logits
+        compact = CompactEmbedding(model, batch["input_ids"].unique())
+        assert compact.active and model.get_input_embeddings().weight.shape[0] < len(tok)
+        got = model(**batch).logits
+        compact.restore(1.0)
+        again = model(**batch).logits
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(again, want)
+
+
+def test_stream_dropout_masks_are_the_runs_own():
+    x = torch.ones(64, 128, dtype=torch.bfloat16, requires_grad=True)
+    a = DropoutStream(7).dropout(x, 0.1)
+    b = DropoutStream(7).dropout(x, 0.1)
+    c = DropoutStream(8).dropout(x, 0.1)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    kept = (a != 0).float().mean().item()
+    assert 0.88 < kept < 0.92
+    assert torch.equal(a[a != 0].float(), torch.full_like(a[a != 0].float(), float(torch.tensor(1 / 0.9).bfloat16())))
+    a.float().sum().backward()  # the backward uses the forward's mask and scale
+    assert torch.equal((x.grad != 0), (a != 0))
+    # float32 activations get a float32 mask with the exact scale
+    y = DropoutStream(1).dropout(torch.ones(1000), 0.5)
+    assert set(y.unique().tolist()) == {0.0, 2.0}
+
+
+def test_every_dropout_site_draws_from_the_stream(tiny_bert, tiny_xlnet):
+    for path in (tiny_bert, tiny_xlnet):
+        model = load_classifier(path, 2, 0, "cpu")
+        n_dropout = sum(type(m) is torch.nn.Dropout for m in model.modules())
+        done = use_stream_dropout(model, DropoutStream(0))
+        assert done["dropout_modules"] == n_dropout > 0
+        assert not any(type(m) is torch.nn.Dropout for m in model.modules())
+        assert all(m.stream is not None for m in model.modules() if isinstance(m, StreamDropout))
+    assert done["attention_dropout_from_stream"] is False  # XLNet's attention has its own dropout module (swapped)
+    bert = load_classifier(tiny_bert, 2, 0, "cpu")
+    assert use_stream_dropout(bert, DropoutStream(0))["attention_dropout_from_stream"] is True
+
+
+def test_fast_runs_are_seeded_and_dropout_is_on(tiny_bert):
+    tok = load_tokenizer(tiny_bert)
+    recipe = FinetuneRecipe(steps=6, lr=1e-3, fast=True)
+
+    def run(seed):
+        model = load_classifier(tiny_bert, 2, 0, "cpu")
+        return train_classifier(model, tok, TEXTS, LABELS, recipe, seed, "cpu")
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+    model = no_dropout(load_classifier(tiny_bert, 2, 0, "cpu"))
+    assert train_classifier(model, tok, TEXTS, LABELS, recipe, 1, "cpu") != run(1)  # dropout changes the losses
+
+
+def test_results_made_before_the_fast_path_keep_their_identity(glue_dir, tiny_bert, tmp_path):
+    from dilmbench.config import build_config
+    from dilmbench.errors import DilmbenchError
+    from dilmbench.registry import EVALUATORS
+    from dilmbench.runner import Runner, read_result
+
+    assert "fast" not in EVALUATORS.get("finetune")(learners=[tiny_bert]).identity()["config"]
+    assert EVALUATORS.get("finetune").for_preset("quick").identity()["config"]["fast"] is True
+
+    def cfg(fast):
+        return build_config("quick", overrides={
+            "tasks": ["sst2"], "methods": ["random"], "dpc": [2], "sets": 1, "inits": 1, "encoder": tiny_bert,
+            "data_source": str(glue_dir), "dev_size": 10,
+            "evaluator_options": {"finetune": {"learners": [tiny_bert], "steps": 3, "fast": fast}}})
+
+    out = tmp_path / "out"
+    assert Runner(cfg(False), out, progress=False).run()["done"] == 1  # the reference path, as results were made
+    made = next((out / "runs").rglob("*.json"))
+    assert "fast" not in read_result(made)["config"]["evaluator_config"]
+    assert Runner(cfg(False), out, progress=False).run()["skipped"] == 1  # still found as done
+    with pytest.raises(DilmbenchError, match="another configuration"):  # the fast path is another configuration
+        Runner(cfg(True), out, progress=False).run()
+    assert Runner(cfg(True), tmp_path / "fast", progress=False).run()["done"] == 1
+    fast = read_result(next((tmp_path / "fast" / "runs").rglob("*.json")))
+    assert fast["config"]["evaluator_config"]["fast"] is True and fast["config_hash"] != read_result(made)["config_hash"]
