@@ -213,6 +213,12 @@ class Evaluator:
     def evaluate(self, ctx: EvalContext, textset: TextSet, learner: str, seed: int) -> dict:
         raise NotImplementedError
 
+    def evaluate_many(self, ctx: EvalContext, jobs: list[tuple[TextSet, str, int]]) -> list[dict]:
+        """Several runs (textset, learner, seed) at once, for the runner's ``--batch-runs``: one result per job, in
+        order, each what ``evaluate`` gives it (within the evaluator's stated tolerance). The default runs them one
+        after another; an evaluator that can train runs together (finetune's batched path) overrides it."""
+        return [self.evaluate(ctx, *job) for job in jobs]
+
     def identity(self) -> dict:
         return {"evaluator": self.name, "config": identity_config(self.config, self.later_defaults),
                 **code_identity(type(self))}

@@ -63,6 +63,10 @@ def main():
 @click.option("--ray-address", default=None, help="An existing Ray cluster, e.g. 'auto' (with --executor ray).")
 @click.option("--threads-per-worker", type=int, default=None,
               help="Torch threads per worker (default: CPU cores / workers).")
+@click.option("--batch-runs", type=int, default=1, show_default=True,
+              help="Hand the evaluator this many runs of one method, DPC and learner at once: finetune trains them as "
+                   "one batched model when its recipe runs one padded batch per step (micro_batch_tokens 0, the CUDA "
+                   "default), for GPUs; same results within its tested tolerance.")
 @click.option("--sets-only", is_flag=True,
               help="Make and save the sets the grid's runs need (with their cards) and evaluate none; the same command "
                    "without it reuses them.")
@@ -73,7 +77,7 @@ def main():
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, data_dir,
         data_source, dev_size, seed, device, score_split, out, overwrite, workers, executor, ray_address,
-        threads_per_worker, sets_only, shard, plugins, no_progress):
+        threads_per_worker, batch_runs, sets_only, shard, plugins, no_progress):
     """Run the grid and write one result file per run."""
     import time
 
@@ -89,7 +93,7 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
     t0 = time.perf_counter()
     runner = Runner(cfg, out, overwrite=overwrite, progress=not no_progress, workers=workers,
                     threads_per_worker=threads_per_worker, executor=executor, ray_address=ray_address,
-                    sets_only=sets_only, shard=shard)
+                    sets_only=sets_only, shard=shard, batch_runs=batch_runs)
     counts = runner.run()
     from .runner import runs_dir
 

@@ -217,7 +217,7 @@ class MasterAdamW:
     over the gradients), the masters updated and copied back into the model. With ``dtype`` float32 the masters are the
     parameters themselves and nothing is copied."""
 
-    def __init__(self, model, recipe, steps: int, dtype=torch.bfloat16, embedding=None):
+    def __init__(self, model, recipe, steps: int, dtype=torch.bfloat16, embedding=None, runs: int = 1):
         from transformers import get_scheduler
 
         from .finetune import optimizer_groups
@@ -242,6 +242,9 @@ class MasterAdamW:
         self.sched = get_scheduler(recipe.scheduler, optimizer=self.opt,
                                    num_warmup_steps=int(steps * recipe.warmup_ratio), num_training_steps=steps)
         self.max_grad_norm = recipe.max_grad_norm
+        # runs > 1: every parameter holds that many runs along its first dimension (dilmbench.batched), each clipped
+        # at its own global norm
+        self.runs = runs
         # the weight decay a parameter of the decayed group gets per step, for the embedding rows left out
         self.decay_rate = recipe.weight_decay if any(p is embedding for p in decay) else 0.0
         self.lrs: list[float] = []
@@ -260,7 +263,12 @@ class MasterAdamW:
             torch._foreach_copy_(grads, [self.params[i].grad for i in live])
         else:
             grads = [self.params[i].grad for i in live]
-        if self.max_grad_norm is not None and grads:
+        if self.max_grad_norm is not None and grads and self.runs > 1:
+            sq = sum(g.reshape(self.runs, -1).float().pow(2).sum(1) for g in grads)
+            coef = torch.clamp(self.max_grad_norm / (sq.sqrt() + 1e-6), max=1.0)
+            for g in grads:
+                g.mul_(coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+        elif self.max_grad_norm is not None and grads:
             total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
             coef = torch.clamp(self.max_grad_norm / (total + 1e-6), max=1.0)
             if self.fused:
@@ -301,8 +309,8 @@ class Padder:
         self.rows = {k: [np.asarray(f[k], dtype=np.int64) for f in feats] for k in self.keys}
         self.lengths = np.array([len(r) for r in self.rows["input_ids"]])
 
-    def batch(self, idx) -> dict:
-        width = int(self.lengths[idx].max())
+    def batch(self, idx, width: int | None = None) -> dict:
+        width = int(self.lengths[idx].max()) if width is None else width
         out = {}
         for k in self.keys:
             arr = np.full((len(idx), width), self.pad[k], dtype=np.int64)

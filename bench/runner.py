@@ -163,7 +163,7 @@ class Runner:
     def __init__(self, cfg: dict, out: str | Path, overwrite: str = "only-missing", progress: bool = True,
                  cache_dir: str | Path | None = None, log=print, workers: int = 1, threads_per_worker: int | None = None,
                  executor: str = "local", ray_address: str | None = None, sets_only: bool = False,
-                 shard: str | None = None):
+                 shard: str | None = None, batch_runs: int = 1):
         if overwrite not in OVERWRITE_MODES:
             raise DilmbenchError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got '{overwrite}'")
         self.cfg, self.out, self.overwrite, self.progress = cfg, Path(out), overwrite, progress
@@ -183,6 +183,11 @@ class Runner:
             raise DilmbenchError(f"--executor must be local or ray, got '{executor}'")
         self.ray_address = ray_address
         self.executor = "ray" if executor == "ray" else ("sequential" if workers == 1 else "local-workers")
+        # hand the evaluator (or a worker) up to this many runs of a (task, method, DPC, learner) at once: its
+        # evaluate_many may train them together (finetune's batched path); results are the same within its tolerance
+        if not isinstance(batch_runs, int) or batch_runs < 1:
+            raise DilmbenchError(f"--batch-runs must be a whole number of at least 1, got {batch_runs}")
+        self.batch_runs = batch_runs
 
     # ---- validation before anything is written -------------------------------------------------------------
     def preflight(self):
@@ -320,6 +325,7 @@ class Runner:
             mctx = MethodContext(data=data, encoder=cfg["encoder"], pooling=cfg["pooling"], device=self.device,
                                  cache_dir=self.cache_dir, progress=self.progress)
             prepared = {"done": False, "seconds": 0.0}
+            groups: dict = {}  # --batch-runs: runs waiting for their batch, per (DPC, learner)
             bar = progress(total=sum(len(cell.runs) for cell in planned), desc=f"{task.name}/{spec.label} runs",
                            enabled=self.progress)
             for cell in planned:
@@ -349,20 +355,23 @@ class Runner:
                             "timing": {"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s},
                             "env": env, "device": dev, "bar": bar, "path": str(r.path),
                             "threads": workers.threads if workers is not None else dev.get("torch_threads")}
-                    if workers is None:
+                    if self.batch_runs > 1:  # gathered per (DPC, learner) and handed over batch_runs at a time
+                        group = groups.setdefault((dpc, r.learner), [])
+                        group.append(meta)
+                        if len(group) == self.batch_runs:
+                            self._dispatch(groups.pop((dpc, r.learner)), ectx, workers, task, data, split)
+                    elif workers is None:
                         t0 = time.perf_counter()
                         res = self.evaluator.evaluate(ectx, ts, r.learner, init_seed)
                         self._finish(meta, res, time.perf_counter() - t0, 0)
                     else:
-                        from .config import evaluator_options
-
-                        workers.submit({"evaluator": (cfg["evaluator"], cfg.get("preset"), evaluator_options(cfg)),
-                                        "task": task.name, "data": (data.source, cfg["dev_size"], cfg["dev_seed"]),
-                                        "split": split, "device": self.device, "cache_dir": str(self.cache_dir),
-                                        "textset": ts, "learner": r.learner, "seed": init_seed}, meta)
+                        workers.submit(self._job(task, data, split, ts, r.learner, init_seed), meta)
                 if workers is not None:
                     for done in workers.harvest():
                         self._finish(*done)
+            for group in groups.values():  # the last, partial batches of this task and method
+                self._dispatch(group, ectx, workers, task, data, split)
+            groups.clear()
             while workers is not None and workers.pending:
                 for done in workers.harvest(block=True):
                     self._finish(*done)
@@ -372,7 +381,42 @@ class Runner:
         self.evaluator.close()
         return self.counts
 
-    def _finish(self, meta: dict, res: dict, total: float, retries: int) -> None:
+    def _job(self, task, data, split, ts, learner, seed) -> dict:
+        from .config import evaluator_options
+
+        cfg = self.cfg
+        return {"evaluator": (cfg["evaluator"], cfg.get("preset"), evaluator_options(cfg)), "task": task.name,
+                "data": (data.source, cfg["dev_size"], cfg["dev_seed"]), "split": split, "device": self.device,
+                "cache_dir": str(self.cache_dir), "textset": ts, "learner": learner, "seed": seed}
+
+    def _dispatch(self, metas: list[dict], ectx, workers, task, data, split) -> None:
+        """Several runs at once (--batch-runs): evaluate_many here, or one job for a worker; each run's result is
+        written when its batch is back, so a kill loses only the batches in flight."""
+        if not metas:
+            return
+        if workers is None:
+            t0 = time.perf_counter()
+            results = self.evaluator.evaluate_many(ectx, [(m["ts"], m["run"].learner, m["init_seed"]) for m in metas])
+            self._finish_many(metas, results, time.perf_counter() - t0, 0)
+        else:
+            jobs = [self._job(task, data, split, m["ts"], m["run"].learner, m["init_seed"]) for m in metas]
+            workers.submit({**jobs[0], "runs": jobs}, metas)
+            for done in workers.harvest():
+                self._finish(*done)
+
+    def _finish_many(self, metas: list[dict], results: list[dict], total: float, retries: int) -> None:
+        if len(results) != len(metas):
+            raise DilmbenchError(f"evaluator '{self.evaluator.name}' returned {len(results)} results for "
+                                 f"{len(metas)} runs")
+        for meta, res in zip(metas, results):
+            self._finish(meta, res, total / len(metas), retries)
+
+    def _finish(self, meta, res, total: float, retries: int) -> None:
+        if isinstance(meta, list):  # a worker's batch of runs
+            return self._finish_many(meta, res, total, retries)
+        self._finish_one(meta, res, total, retries)
+
+    def _finish_one(self, meta: dict, res: dict, total: float, retries: int) -> None:
         """A run's result, made here or in a worker, written as one complete file by the driver."""
         from .provenance import model_revision
 
@@ -405,7 +449,8 @@ class Runner:
             "data": {**data.provenance(), "fingerprint": data.fingerprint()},
             "environment": meta["env"], "device": meta["device"], "timing_s": timing,
             "execution": {"executor": self.executor, "workers": self.workers,
-                          "threads_per_worker": meta["threads"], "retries": retries},
+                          "threads_per_worker": meta["threads"], "retries": retries,
+                          **({"batch_runs": self.batch_runs} if self.batch_runs > 1 else {})},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         atomic_write_text(r.path, json.dumps(record, indent=1, sort_keys=False) + "\n")

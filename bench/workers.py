@@ -29,8 +29,9 @@ def _init(threads: int, plugins: tuple[str, ...]) -> None:
         load_plugin(p)
 
 
-def evaluate_job(job: dict) -> tuple[dict, float]:
-    """One run in a worker: the evaluator and the task's data are built once per process and kept."""
+def evaluate_job(job: dict) -> tuple[dict | list[dict], float]:
+    """One run in a worker (or, with "runs", several at once): the evaluator and the task's data are built once per
+    process and kept."""
     from .api import EvalContext
     from .registry import EVALUATORS
     from .tasks import TASKS, load_task_data
@@ -46,7 +47,10 @@ def evaluate_job(job: dict) -> tuple[dict, float]:
     ctx = EvalContext(data=_STATE[dkey], device=job["device"], cache_dir=job["cache_dir"], progress=False,
                       split=job["split"])
     t0 = time.perf_counter()
-    res = _STATE[ekey].evaluate(ctx, job["textset"], job["learner"], job["seed"])
+    if "runs" in job:  # several runs at once (--batch-runs): a list of results
+        res = _STATE[ekey].evaluate_many(ctx, [(r["textset"], r["learner"], r["seed"]) for r in job["runs"]])
+    else:
+        res = _STATE[ekey].evaluate(ctx, job["textset"], job["learner"], job["seed"])
     return res, time.perf_counter() - t0
 
 

@@ -7,6 +7,7 @@ Ways (same learner, same texts, same number of steps; per step, after warm-up st
   bf16      the reference path under bf16 autocast (the `cpu_bf16` option)
   fast      the fast path (dilmbench.fastpath, `fast: true`): bf16 weights with float32 masters, the embedding's used
             rows, dropout from the run's stream
+  fast-1    the fast path with one padded batch per step (micro_batch_tokens 0, as the batched path needs)
   batched   the batched path (dilmbench.batched): R runs of a cell trained as one model, time per run
 
 Floors: compute = the step's FLOPs (torch's FlopCounterMode on one reference step) at the measured peak of a bf16
@@ -83,7 +84,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--dpc", default="5,20")
-    ap.add_argument("--ways", default="obvious,fp32,bf16,fast,batched")
+    ap.add_argument("--ways", default="obvious,fp32,bf16,fast,fast-1,batched")
     ap.add_argument("--batched-runs", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -125,10 +126,11 @@ def main():
                     from dilmbench.batched import train_classifiers_batched
 
                     models = [ft.load_classifier(args.learner, 2, s, "cpu") for s in range(args.batched_runs)]
-                    recipe = ft.FinetuneRecipe(steps=steps, fast=True)
+                    recipe = ft.FinetuneRecipe(steps=steps, fast=True, micro_batch_tokens=0)  # its requirement
                     return train_classifiers_batched(models, tok, [(texts, labels)] * len(models), recipe,
                                                      list(range(len(models))), "cpu")
-                recipe = ft.FinetuneRecipe(steps=steps, cpu_bf16=way == "bf16", fast=way == "fast")
+                recipe = ft.FinetuneRecipe(steps=steps, cpu_bf16=way == "bf16", fast=way.startswith("fast"),
+                                           micro_batch_tokens=0 if way == "fast-1" else "auto")
                 return ft.train_classifier(ft.load_classifier(args.learner, 2, 0, "cpu"), tok, texts, labels, recipe,
                                            0, "cpu")
 

@@ -48,6 +48,45 @@ class FinetuneEvaluator(Evaluator):
         losses = train_classifier(model, tok, textset.texts, textset.labels, self.recipe, seed, ctx.device,
                                   weights=textset.weights, progress=ctx.progress)
         t2 = time.perf_counter()
+        return self._score(ctx, model, learner, textset, losses, {"load": t1 - t0, "train": t2 - t1})
+
+    def evaluate_many(self, ctx: EvalContext, jobs) -> list[dict]:
+        """Runs of one learner and one set size trained together on the fast path's batched path
+        (dilmbench.batched: each run gets what it gets alone, within tests/test_batched.py's tolerance) when the recipe
+        runs one padded batch per step (micro_batch_tokens 0, the CUDA default) and the learner can be grouped;
+        otherwise one after another."""
+        from dilmbench.batched import NotBatchable, train_classifiers_batched
+
+        out: list = [None] * len(jobs)
+        groups: dict = {}
+        for i, (ts, learner, seed) in enumerate(jobs):
+            groups.setdefault((learner, len(ts)), []).append(i)
+        for (learner, _), idx in groups.items():
+            if len(idx) > 1 and self.recipe.fast and self.recipe.micro_tokens(ctx.device) == 0:
+                tok = self._tokenizer(learner)
+                t0 = time.perf_counter()
+                models = [load_classifier(learner, ctx.task.num_labels, jobs[i][2], ctx.device) for i in idx]
+                t1 = time.perf_counter()
+                try:
+                    losses = train_classifiers_batched(
+                        models, tok, [(jobs[i][0].texts, jobs[i][0].labels) for i in idx], self.recipe,
+                        [jobs[i][2] for i in idx], ctx.device, weights=[jobs[i][0].weights for i in idx])
+                except NotBatchable:
+                    losses = None
+                if losses is not None:
+                    t2 = time.perf_counter()
+                    share = {"load": (t1 - t0) / len(idx), "train": (t2 - t1) / len(idx)}
+                    for i, model, run_losses in zip(idx, models, losses):
+                        out[i] = {**self._score(ctx, model, learner, jobs[i][0], run_losses, share),
+                                  "batched_runs": len(idx)}
+                    continue
+            for i in idx:
+                out[i] = self.evaluate(ctx, *jobs[i])
+        return out
+
+    def _score(self, ctx: EvalContext, model, learner: str, textset, losses, timing: dict) -> dict:
+        tok = self._tokenizer(learner)
+        t2 = time.perf_counter()
         logits = predict_logits(model, self._eval_features(ctx, learner), tok, self.recipe.eval_batch_size, ctx.device,
                                 cpu_bf16=self.recipe.bf16)
         preds = logits.argmax(1)
@@ -57,4 +96,4 @@ class FinetuneEvaluator(Evaluator):
                 "train_loss_first": losses[0], "train_loss_last": float(np.mean(losses[-10:])),
                 "batch_size": self.recipe.batch_size(len(textset)),
                 "eval_examples": len(preds),
-                "timing_s": {"load": t1 - t0, "train": t2 - t1, "eval": t3 - t2}}
+                "timing_s": {**timing, "eval": t3 - t2}}
