@@ -343,7 +343,7 @@ def test_paper_preset_matches_the_reference_settings():
 
     differ = {k: (PAPER[k], ref) for k, (ref, _) in REFERENCE.items() if PAPER[k] != ref}
     assert not differ, f"paper preset differs from the reference: {differ}"
-    suite_only = {"gm", "ckpt_every", "lm_micro_batch_tokens", "select_backend"}
+    suite_only = {"gm", "ckpt_every", "lm_micro_batch_tokens", "select_backend", "cpu_bf16"}  # (CPU only: the reference runs on CUDA)
     assert set(PAPER) == set(REFERENCE) | set(DEVIATIONS) | suite_only
     # generation length per task: the reference's total length less the class token
     assert [max_new_tokens(PAPER, TASKS[t]) for t in ("sst2", "qqp", "mnli")] == [67, 312, 420]
@@ -441,3 +441,38 @@ def test_class_filter_keeps_the_generators_most_class_typical_share(glue_dir, ti
     # off (None) the option leaves the identity finished sets were made under; on, it is part of it
     plain = METHODS.get("dilm_vanilla")(**tiny_config(tiny_gpt, tiny_bert)).identity()
     assert "class_filter" not in plain["config"] and m.identity()["config"]["class_filter"] == 0.25
+
+
+def test_cpu_bf16_puts_every_stage_under_autocast_and_off_changes_nothing(glue_dir, tiny_gpt, tiny_bert, tmp_path):
+    from dilmbench.cache import stable_hash
+    from dilmbench.methods.dilm import QUICK
+    from dilmbench.methods.dilm.method import LM_KEYS
+
+    ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
+    off = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert))
+    # off: the identity and the stage-1 cache key are the ones they were before the option existed
+    assert "cpu_bf16" not in off.identity()["config"]
+    cfg = off._cfg(ctx.task)
+    data_id = {k: v for k, v in ctx.data.provenance().items() if k != "source"}
+    assert off._stage_dirs(ctx)[0].name == "lm-" + stable_hash({"task": "sst2", "data": data_id,
+                                                               **{k: cfg[k] for k in LM_KEYS}})
+    on = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, cpu_bf16=True))
+    assert on.identity()["config"]["cpu_bf16"] is True and QUICK["cpu_bf16"] is True
+    assert all(a != b for a, b in zip(on._stage_dirs(ctx), off._stage_dirs(ctx)))  # both stages retrain
+    # on: the generator's training forward passes and its sampling see bfloat16
+    seen = []
+    gen = on.new_generator(ctx)
+    hook = gen.model.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    gen.model.train()
+    on.new_generator = lambda c: gen
+    on.train_lm(ctx, tmp_path / "lm")
+    assert seen and set(seen) == {torch.bfloat16}
+    seen.clear()
+    texts, _ = gen.sample(0, 4, 1, 0, 0.95, 0, 4, 4, "cpu")
+    assert len(texts) == 4 and seen and set(seen) == {torch.bfloat16}
+    hook.remove()
+    seen.clear()
+    off_gen = off.new_generator(ctx)
+    off_gen.model.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    off_gen.sample(0, 2, 1, 0, 0.95, 0, 4, 4, "cpu")
+    assert set(seen) == {torch.float32}

@@ -7,6 +7,8 @@ ones; ``loss_norm="mean"`` (each example's own token mean) is kept for compariso
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 
 from dilmbench.errors import DilmbenchError
@@ -48,6 +50,8 @@ class Generator:
         self.class_ids = tokenizer.convert_tokens_to_ids(self.class_tokens(num_labels))
         self.sep_id = tokenizer.convert_tokens_to_ids(self.SEP)
         self.pad_id = tokenizer.pad_token_id
+        # the precision of inference passes (sampling, class likelihoods): device -> a context (the method sets it)
+        self.amp = lambda device: nullcontext()
 
     @property
     def new_token_ids(self) -> list[int]:
@@ -181,8 +185,9 @@ class Generator:
                         part_seqs = [seqs[j] for j in part]
                         padded = reference_padded_length([len(s) for s in part_seqs])
                         # reference losses are sums / (padded - 1): undo the division to get the summed CE
-                        ll[part, c] = -(self.example_losses(part_seqs, device, padded).float().cpu().numpy()
-                                        * (padded - 1))
+                        with self.amp(device):
+                            losses = self.example_losses(part_seqs, device, padded)
+                        ll[part, c] = -(losses.float().cpu().numpy() * (padded - 1))
         finally:
             self.loss_norm = saved
         return ll
@@ -219,7 +224,7 @@ class Generator:
         while len(texts) < n:
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
             start = torch.tensor([self.prefix + [self.class_ids[label]]] * batch_size, dtype=torch.long, device=device)
-            with torch.inference_mode():
+            with torch.inference_mode(), self.amp(device):
                 out = self.model.generate(input_ids=start, attention_mask=torch.ones_like(start), do_sample=True,
                                           top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
                                           eos_token_id=self.eos_id, pad_token_id=self.pad_id, bad_words_ids=banned)

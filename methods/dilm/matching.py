@@ -106,7 +106,8 @@ class GradientMatching:
         self.recipe = FinetuneRecipe(steps=self.total, lr=cfg["gm_lr"], weight_decay=cfg["gm_weight_decay"],
                                      warmup_ratio=cfg["gm_warmup_ratio"], max_grad_norm=1.0)
         self.learner_recipe = FinetuneRecipe(max_batch_size=cfg["learner_batch_size"],
-                                             steps=cfg["inner_loops"] * cfg["learner_steps"])
+                                             steps=cfg["inner_loops"] * cfg["learner_steps"],
+                                             cpu_bf16=bool(cfg.get("cpu_bf16")))
         self.learner_tok = load_tokenizer(cfg["learner"])
         self.pool_texts, self.pool_labels = ctx.data.texts("pool"), ctx.data.labels("pool")
         self._feats: dict[int, dict] = {}  # tokenized real examples, cached across steps
@@ -210,7 +211,7 @@ class GradientMatching:
         for c in range(self.C):
             g_real = self.real_gradient(learner, teacher[c], c, np.random.default_rng([cfg["seed"], outer, inner, c]))
             seqs, sfeats = batches[c][(outer * cfg["inner_loops"] + inner) % len(batches[c])]
-            with _autocast(ctx.device, cfg["bf16"]):
+            with _autocast(ctx.device, cfg):
                 gen_loss = gen.example_losses(seqs, ctx.device)
             w = torch.softmax(-gen_loss.float() / cfg["tau"], dim=0)
             labels = torch.full((len(seqs),), c, device=ctx.device)

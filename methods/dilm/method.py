@@ -81,6 +81,10 @@ PAPER = {
     "class_filter": None,
     "select_backend": "sklearn",
     "ckpt_every": 500, "seed": 0, "bf16": True,
+    # on a CPU, every stage's forward passes (LM training, the generator's losses in matching, the learner's inner
+    # fine-tuning, sampling) under bfloat16 autocast, one region per step, as on CUDA (``bf16``); weights, gradients
+    # and optimizer state stay float32. Off: float32 on a CPU, as before the option existed (its identity unchanged)
+    "cpu_bf16": False,
     # settings that replace the ones above on a pair task (QQP, MNLI): the paper's real batches, 100 per class with 2
     # accumulated. An option set by hand is left out of them (it holds on every task). They join a set's identity on
     # pair tasks only (task_identity), so single-text results keep theirs.
@@ -96,7 +100,7 @@ QUICK = {
     "real_batch": 64, "repset_dpc": 64, "n_repsets": 3, "syn_batch": 16, "n_clusters": 16, "pool_batches": 10,
     "gen_interval": 5, "gm_lr": 3e-6, "sample_factor": 10, "gen_batch_size": 32, "max_new_tokens": 48,
     "class_filter": 0.2,
-    "ckpt_every": 50, "bf16": False,
+    "ckpt_every": 50, "bf16": False, "cpu_bf16": True,
     # pairs are longer: the 64 tokens that cover SST-2 would cut 8.8% of MNLI's training pairs (premise, separator,
     # hypothesis, SmolLM2 tokens), and 48 new tokens 23.0% of pairs written at MNLI's length; 128 / 96 cut 0.3% / 1.0%
     # (3,000 pool pairs: results/benchmarks/pair_lengths.txt). The learner reads 128, as the finetune evaluator does.
@@ -168,7 +172,8 @@ class DiLMMethod(Method):
     presets = {"quick": QUICK}
     use_gradient_matching = True
     needs_embeddings = True  # teacher sets and the final k-centers use the encoder; its id joins the set's identity
-    later_defaults = {"class_filter": None}  # added in session 6; off, finished sets keep their identity
+    # options added after sets existed, at the value that behaves as before: finished sets keep their identity
+    later_defaults = {"class_filter": None, "cpu_bf16": False}
 
     @classmethod
     def for_preset(cls, preset: str | None, **options) -> "DiLMMethod":
@@ -199,9 +204,12 @@ class DiLMMethod(Method):
         return cfg
 
     def _stage_dirs(self, ctx: MethodContext) -> tuple[Path, Path]:
-        cfg = self._cfg(ctx.task)
+        from dilmbench.api import identity_config
+
+        cfg = identity_config(self._cfg(ctx.task), {"cpu_bf16": False})  # (off: the cache keys it always had)
         data_id = {k: v for k, v in ctx.data.provenance().items() if k != "source"}
-        lm_hash = stable_hash({"task": ctx.task.name, "data": data_id, **{k: cfg[k] for k in LM_KEYS}})
+        lm_keys = LM_KEYS + (("cpu_bf16",) if "cpu_bf16" in cfg else ())
+        lm_hash = stable_hash({"task": ctx.task.name, "data": data_id, **{k: cfg[k] for k in lm_keys}})
         gm_hash = stable_hash({"lm": lm_hash, "encoder": ctx.encoder, "pooling": ctx.pooling,
                                **{k: v for k, v in cfg.items() if k not in set(LM_KEYS) | NOT_WEIGHTS}})
         root = Path(ctx.cache_dir) / "dilm" / ctx.task.name
@@ -226,9 +234,22 @@ class DiLMMethod(Method):
 
     def new_generator(self, ctx: MethodContext) -> Generator:
         cfg = self.config
-        return Generator.from_pretrained(cfg["generator"], ctx.task.num_labels, class_init=cfg["class_token_init"],
-                                         label_names=ctx.task.label_names, loss_norm=cfg["loss_norm"],
-                                         bos_prefix=cfg["bos_prefix"])
+        gen = Generator.from_pretrained(cfg["generator"], ctx.task.num_labels, class_init=cfg["class_token_init"],
+                                        label_names=ctx.task.label_names, loss_norm=cfg["loss_norm"],
+                                        bos_prefix=cfg["bos_prefix"])
+        gen.amp = self.sampling_precision
+        return gen
+
+    def sampling_precision(self, device):
+        """The generator's inference passes (sampling, class likelihoods): bfloat16 autocast on a CPU with
+        ``cpu_bf16``; otherwise as they always ran (float32)."""
+        from contextlib import nullcontext
+
+        from dilmbench.finetune import autocast_for
+
+        if self.config.get("cpu_bf16") and str(device).startswith("cpu"):
+            return autocast_for(device, cpu_bf16=True)
+        return nullcontext()
 
     def _open_stage(self, out: Path, ctx: MethodContext, fresh, recipe, seed: int):
         """A training stage's starting point -> (generator, optimizer, scheduler, start step, resume state).
@@ -242,8 +263,10 @@ class DiLMMethod(Method):
         final, last = out / "final", out / "last"
 
         def load(path):
-            return Generator.from_pretrained(str(path), ctx.task.num_labels, add_tokens=False,
-                                             loss_norm=self.config["loss_norm"], bos_prefix=self.config["bos_prefix"])
+            gen = Generator.from_pretrained(str(path), ctx.task.num_labels, add_tokens=False,
+                                            loss_norm=self.config["loss_norm"], bos_prefix=self.config["bos_prefix"])
+            gen.amp = self.sampling_precision
+            return gen
 
         if checkpoint.load_progress(final):
             return load(final), None, None, recipe.steps, {}
@@ -292,11 +315,19 @@ class DiLMMethod(Method):
             # the batch loss is the mean of per-example losses; length-sorted micro-batches each add their share
             # (sum / batch size, normalised by the whole batch's padded length), so the gradient is that of one
             # padded batch without the padding's compute
-            for chunk in micro_batches([len(x) for x in seqs], micro):
-                with _autocast(ctx.device, cfg["bf16"]):
-                    part = gen.example_losses([seqs[i] for i in chunk], ctx.device, padded).sum() / len(seqs)
-                part.backward()
-                loss += float(part.detach())
+            if cfg.get("cpu_bf16") and str(ctx.device).startswith("cpu"):
+                # one autocast region for the whole batch (each weight cast once per step) and one backward
+                with _autocast(ctx.device, cfg):
+                    total = sum(gen.example_losses([seqs[i] for i in chunk], ctx.device, padded).sum() / len(seqs)
+                                for chunk in micro_batches([len(x) for x in seqs], micro))
+                total.backward()
+                loss = float(total.detach())
+            else:
+                for chunk in micro_batches([len(x) for x in seqs], micro):
+                    with _autocast(ctx.device, cfg):
+                        part = gen.example_losses([seqs[i] for i in chunk], ctx.device, padded).sum() / len(seqs)
+                    part.backward()
+                    loss += float(part.detach())
             torch.nn.utils.clip_grad_norm_(gen.model.parameters(), 1.0)
             rows_lr.before_step()
             opt.step()
@@ -379,10 +410,13 @@ class DiLMVanillaMethod(DiLMMethod):
     use_gradient_matching = False
 
 
-def _autocast(device, bf16: bool):
-    """The core's autocast (bf16 on CUDA, none on CPU), unless the config turns bf16 off."""
+def _autocast(device, cfg: dict):
+    """bfloat16 autocast for a training stage's forward passes: on CUDA unless the config's ``bf16`` is off, on a CPU
+    when its ``cpu_bf16`` is on."""
     from contextlib import nullcontext
 
     from dilmbench.finetune import autocast_for
 
-    return autocast_for(device) if bf16 else nullcontext()
+    if str(device).startswith("cpu"):
+        return autocast_for(device, cpu_bf16=True) if cfg.get("cpu_bf16") else nullcontext()
+    return autocast_for(device) if cfg["bf16"] else nullcontext()
