@@ -38,17 +38,23 @@ def runs(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((folder / "runs").rglob("*.json"))]
 
 
+def key(r: dict) -> tuple:
+    """What makes two runs the same run but for how they were trained: the set's content, the learner and the init's
+    seed (herding's set is the same for every set index; its runs differ by seed)."""
+    return r["textset"]["content_hash"], r["learner"], r["seeds"]["init"]
+
+
 def paired(new: list[dict], against: list[Path]) -> dict:
-    """Per DPC: the differences new - float32 over runs whose set content and init match a float32 run."""
+    """Per DPC: the differences new - float32 over runs whose set content, learner and seed match a float32 run."""
     ref = {}
     for folder in against:
         for r in runs(folder):
             if r["config"]["evaluator_config"].get("fast") or r["config"]["evaluator_config"].get("cpu_bf16"):
                 continue
-            ref.setdefault((r["textset"]["content_hash"], r["learner"], r["init_index"]), (r["score"], folder))
+            ref.setdefault(key(r), (r["score"], folder))
     out = defaultdict(list)
     for r in new:
-        hit = ref.get((r["textset"]["content_hash"], r["learner"], r["init_index"]))
+        hit = ref.get(key(r))
         if hit is not None:
             out[r["dpc"]].append(100 * (r["score"] - hit[0]))
     return dict(sorted(out.items()))
@@ -90,7 +96,7 @@ def main():
     print(f"{fast} of {len(new)} runs on the fast path; training {np.mean(train):.1f} s a run on average "
           f"({sum(train):.0f} s summed over runs)")
     pairs = paired(new, [ROOT / p for p in a.against.split(",")])
-    print(f"paired with float32 runs of the same set (content hash) and init, score difference in points "
+    print(f"paired with float32 runs of the same set (content hash), learner and init seed, score difference in points "
           f"(this grid - float32; from {a.against}):")
     for dpc, d in pairs.items():
         d = np.asarray(d)
