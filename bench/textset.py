@@ -125,33 +125,39 @@ def load_textset(path: Path, task: Task) -> TextSet:
     if not path.is_file():
         raise DilmbenchError(f"text set file '{path}' does not exist")
     texts, labels, weights, sources = [], [], [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DilmbenchError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise DilmbenchError(f"{path}:{lineno}: each line must be a JSON object")
-            if "label" not in row and "labels" in row:  # DiLM's released sets name the column "labels"
-                row["label"] = row.pop("labels")
-            missing = [k for k in (*task.text_fields, "label") if k not in row]
-            if missing:
-                raise DilmbenchError(f"{path}:{lineno}: missing field(s) {missing} for task {task.name}")
-            if any(not isinstance(row[k], str) for k in task.text_fields):
-                raise DilmbenchError(f"{path}:{lineno}: text fields {task.text_fields} must be strings")
-            label = row["label"]
-            if isinstance(label, str) and label in task.label_names:
-                label = task.label_names.index(label)
-            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < task.num_labels:
-                raise DilmbenchError(f"{path}:{lineno}: label {row['label']!r} is not one of task {task.name}'s labels "
-                                     f"(0..{task.num_labels - 1} or {list(task.label_names)})")
-            texts.append(tuple(row[k] for k in task.text_fields))
-            labels.append(label)
-            weights.append(row.get("weight"))
-            sources.append(row.get("source_index"))
+    data = path.read_bytes()
+    try:
+        raw = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DilmbenchError(f"{path}:{line}: not UTF-8 text (byte {exc.start}); a text set is UTF-8 JSON Lines, "
+                             "one JSON object per line") from None
+    for lineno, line in enumerate(raw.split("\n"), 1):  # (not splitlines: U+2028 may sit inside a text)
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DilmbenchError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise DilmbenchError(f"{path}:{lineno}: each line must be a JSON object")
+        if "label" not in row and "labels" in row:  # DiLM's released sets name the column "labels"
+            row["label"] = row.pop("labels")
+        missing = [k for k in (*task.text_fields, "label") if k not in row]
+        if missing:
+            raise DilmbenchError(f"{path}:{lineno}: missing field(s) {missing} for task {task.name}")
+        if any(not isinstance(row[k], str) for k in task.text_fields):
+            raise DilmbenchError(f"{path}:{lineno}: text fields {task.text_fields} must be strings")
+        label = row["label"]
+        if isinstance(label, str) and label in task.label_names:
+            label = task.label_names.index(label)
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < task.num_labels:
+            raise DilmbenchError(f"{path}:{lineno}: label {row['label']!r} is not one of task {task.name}'s labels "
+                                 f"(0..{task.num_labels - 1} or {list(task.label_names)})")
+        texts.append(tuple(row[k] for k in task.text_fields))
+        labels.append(label)
+        weights.append(row.get("weight"))
+        sources.append(row.get("source_index"))
     if not texts:
         raise DilmbenchError(f"text set file '{path}' holds no examples")
     has_w = [w is not None for w in weights]

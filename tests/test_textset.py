@@ -66,3 +66,30 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     if not os.umask(os.umask(0)) & 0o004:  # under a umask that lets others read, results are readable by others
         assert mode & stat.S_IROTH, oct(mode)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_set_that_is_not_utf8_gets_one_line_naming_the_file(tmp_path, glue_dir, tiny_bert):
+    from click.testing import CliRunner
+
+    from dilmbench.cli import main
+
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    (sets / "set.jsonl").write_bytes(b'{"sentence": "fine", "label": 1}\n{"sentence": "\xff\xfe bad", "label": 0}\n')
+    with pytest.raises(DilmbenchError, match=r"set\.jsonl:2: not UTF-8 text"):
+        load_textset(sets / "set.jsonl", TASKS["sst2"])
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["run", "--preset", "quick", "--methods", f"file:{sets}", "--learners", tiny_bert,
+                                    "--data-dir", str(glue_dir), "--dev-size", "10", "--steps", "2", "--no-progress",
+                                    "--out", str(out)])
+    lines = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert "set.jsonl:2: not UTF-8 text" in lines[0] and "JSON Lines" in lines[0]
+    assert not (out / "runs").exists()
+
+
+def test_a_line_separator_inside_a_text_stays_in_its_line(tmp_path):
+    path = tmp_path / "s.jsonl"
+    rows = [{"sentence": "one\u2028two", "label": 1}, {"sentence": "three", "label": 0}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert load_textset(path, TASKS["sst2"]).texts == [("one\u2028two",), ("three",)]
