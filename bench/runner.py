@@ -339,7 +339,8 @@ class Runner:
                 if not todo:
                     self._backfill_card(cell, spec, mctx)
                     continue
-                set_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index)
+                where = self._seed_parts(method, spec, cell)
+                set_seed = derive_seed(cfg["seed"], task.name, *where)
                 prepared_before = prepared["seconds"]
                 ts, set_file, make_s = self._textset(cell.given, method, spec, mctx, dpc, set_index, set_seed, set_hash, ident, prepared)
                 self._add_phase("method prepare", prepared["seconds"] - prepared_before)
@@ -349,8 +350,9 @@ class Runner:
                     bar.update(len(todo))
                     continue
                 for r in todo:
-                    init_seed = derive_seed(cfg["seed"], task.name, spec.label, dpc, set_index, r.init)
+                    init_seed = derive_seed(cfg["seed"], task.name, *where, r.init)
                     meta = {"run": r, "task": task, "data": data, "spec": spec, "method": method, "cell": cell,
+                            "seeded_by_content": where[0] == "content",
                             "set_seed": set_seed, "init_seed": init_seed, "ts": ts, "set_file": set_file,
                             "timing": {"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s},
                             "env": env, "device": dev, "bar": bar, "path": str(r.path),
@@ -380,6 +382,14 @@ class Runner:
             workers.close()
         self.evaluator.close()
         return self.counts
+
+    @staticmethod
+    def _seed_parts(method, spec, cell) -> tuple:
+        """What a set's seeds derive from: (method, DPC, set index), or for a given set whose method seeds by content
+        (file: sets), the set's content, so that its runs do not depend on the folder's name or the file's place."""
+        if cell.given is not None and method.config.get("seed_by") == "content":
+            return ("content", cell.given.content_hash())
+        return (spec.label, cell.dpc, cell.set_index)
 
     def _job(self, task, data, split, ts, learner, seed) -> dict:
         from .config import evaluator_options
@@ -437,7 +447,9 @@ class Runner:
             "scored_on": {"split": split, "name": task.eval_split if split == "eval" else "dev (carved from train)",
                           "size": len(getattr(data, split))},
             "seeds": {"base": cfg["seed"], "set": meta["set_seed"], "init": meta["init_seed"],
-                      "derivation": "sha256(base|task|method|dpc|set[|init])[:4] & 0x7fffffff"},
+                      "derivation": ("sha256(base|task|content|<set content hash>[|init])[:4] & 0x7fffffff"
+                                     if meta.get("seeded_by_content") else
+                                     "sha256(base|task|method|dpc|set[|init])[:4] & 0x7fffffff")},
             "config_hash": r.config_hash, "set_config_hash": cell.config_hash,
             "config": {**r.identity, "set_identity": cell.identity, "preset": cfg.get("preset")},
             "textset": {"path": os.path.relpath(meta["set_file"], self.out), "content_hash": ts.content_hash(),

@@ -19,13 +19,18 @@ def _release_index(path: Path) -> int:
 class FileSetsMethod(Method):
     """Evaluate published or hand-made sets: `--methods file:path/to/sets/` (*.jsonl, or DiLM's dataset_<i>.json)."""
 
-    # sets whose classes differ in size are refused unless asked for (the table's DPC is then the largest class)
-    default_config = {"path": None, "allow_unequal": False}
+    # sets whose classes differ in size are refused unless asked for (the table's DPC is then the largest class);
+    # a set's seeds come from its content ("content"), so a renamed folder or a reordered file list scores the same;
+    # "name" is how they were derived before (folder name, file index), for results made then
+    default_config = {"path": None, "allow_unequal": False, "seed_by": "content"}
+    later_defaults = {"seed_by": "name"}
     argument = "path"  # --methods file:PATH
     gives_sets = True
 
     def __init__(self, **config):
         super().__init__(**config)
+        if self.config["seed_by"] not in ("content", "name"):
+            raise DilmbenchError(f"method 'file': seed_by must be 'content' or 'name', got '{self.config['seed_by']}'")
         if self.config["path"] is not None and not Path(self.config["path"]).exists():
             # said before any model or data is loaded
             raise DilmbenchError(f"text set path '{self.config['path']}' does not exist")
@@ -45,7 +50,7 @@ class FileSetsMethod(Method):
             files, fmt = [path], "one JSON Lines set"
         else:
             raise DilmbenchError(f"text set path '{path}' does not exist")
-        sets = []
+        sets, seen = [], {}
         for f in files:
             ts = load_textset(f, task)
             counts = ts.class_counts(task.num_labels)
@@ -53,7 +58,11 @@ class FileSetsMethod(Method):
                 raise DilmbenchError(f"text set '{f}' has unequal classes {dict(zip(task.label_names, counts))}; a DPC "
                                      "set has the same number per class (to evaluate it anyway: method_options: "
                                      "{file: {allow_unequal: true}})")
-            ts.provenance = {**ts.provenance, "file": str(f), "format": fmt, "content_hash": ts.content_hash()}
+            digest = ts.content_hash()
+            if digest in seen and self.config["seed_by"] == "content":  # the same set twice would be the same runs
+                raise DilmbenchError(f"text sets '{seen[digest]}' and '{f}' hold the same examples; keep one")
+            seen[digest] = f
+            ts.provenance = {**ts.provenance, "file": str(f), "format": fmt, "content_hash": digest}
             sets.append(ts)
         return sets
 

@@ -655,3 +655,50 @@ def test_a_result_does_not_outlive_a_new_snapshot_of_its_learner(glue_dir, tiny_
         Runner(cfg, out, progress=False).run()
     assert Runner(cfg, out, overwrite="changed", progress=False).run()["done"] == 1
     assert read_result(_runs(out)[0])["models"]["learner"]["revision"] != before
+
+
+def test_a_given_set_scores_the_same_from_any_folder(glue_dir, tiny_bert, tmp_path):
+    import shutil
+
+    from dilmbench.runner import derive_seed
+
+    sets = tmp_path / "first-folder"
+    sets.mkdir()
+    rows = [{"sentence": s, "label": y} for s, y in (("good fun", 1), ("bad dull", 0), ("great", 1), ("awful", 0))]
+    (sets / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (sets / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[::-1][:2] + rows[:2][::-1]))
+    renamed = tmp_path / "another-name"
+    shutil.copytree(sets, renamed)
+    (renamed / "a.jsonl").rename(renamed / "z.jsonl")  # and the files in another order
+
+    def scores(folder, **opts):
+        out = tmp_path / f"out-{folder.name}-{len(opts)}"
+        cfg = _cfg(glue_dir, tiny_bert, methods=[f"file:{folder}"], inits=2,
+                   method_options={"file": opts} if opts else {})
+        Runner(cfg, out, progress=False).run()
+        recs = [read_result(p) for p in _runs(out)]
+        return {(r["textset"]["content_hash"], r["init_index"]): (r["score"], r["seeds"]["init"]) for r in recs}, recs
+
+    first, recs = scores(sets)
+    again, _ = scores(renamed)
+    assert len(first) == 4 and first == again  # same content, same seeds, same scores
+    digest = recs[0]["textset"]["content_hash"]
+    assert first[(digest, 1)][1] == derive_seed(0, "sst2", "content", digest, 1)
+    assert "content" in recs[0]["seeds"]["derivation"]
+    # seed_by: name keeps the old derivation (and the identity results made before had)
+    named, recs = scores(sets, seed_by="name")
+    r = next(r for r in recs if r["set_index"] == 0 and r["init_index"] == 1)
+    assert r["seeds"]["init"] == derive_seed(0, "sst2", "file-first-folder", r["dpc"], 0, 1)
+    assert "seed_by" not in r["config"]["set_identity"]["method"]["config"]
+    assert named != first
+
+
+def test_the_same_given_set_twice_is_refused(glue_dir, tiny_bert, tmp_path):
+    sets = tmp_path / "dupes"
+    sets.mkdir()
+    body = '{"sentence": "good", "label": 1}\n{"sentence": "bad", "label": 0}\n'
+    (sets / "a.jsonl").write_text(body)
+    (sets / "b.jsonl").write_text(body)
+    res, out = _bad(["--methods", f"file:{sets}"], tmp_path, glue_dir, tiny_bert)
+    lines = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert res.exit_code == 2 and len(lines) == 1 and "hold the same examples" in lines[0]
