@@ -95,7 +95,9 @@ PAPER = {
 QUICK = {
     "generator": "HuggingFaceTB/SmolLM2-135M-Instruct", "learner": MINILM,
     "lm_steps": 400, "lm_batch_size": 16, "lm_lr": 1e-4, "max_length": 64, "learner_max_length": 64,
-    "lm_micro_batch_tokens": 128, "class_token_init": "label_words", "bos_prefix": True, "new_token_lr": 2e-3,
+    # one padded batch per LM step: under bf16 autocast 1.98 s a step against 2.80 s in micro-batches of 128 tokens
+    # (which is what float32 wants; 2 threads, SmolLM2, 16 examples); the same gradient either way
+    "lm_micro_batch_tokens": 0, "class_token_init": "label_words", "bos_prefix": True, "new_token_lr": 2e-3,
     "outer_loops": 10, "inner_loops": 5, "learner_steps": 20, "learner_batch_size": 64,
     "real_batch": 64, "repset_dpc": 64, "n_repsets": 3, "syn_batch": 16, "n_clusters": 16, "pool_batches": 10,
     "gen_interval": 5, "gm_lr": 3e-6, "sample_factor": 10, "gen_batch_size": 32, "max_new_tokens": 48,
