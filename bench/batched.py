@@ -152,7 +152,7 @@ def train_classifiers_batched(models, tokenizer, sets, recipe, seeds, device: st
     """Train ``models`` (same architecture, fresh heads) on ``sets`` [(texts, labels), ...] of one size, run r with
     seed seeds[r], in one pass per step; fine-tunes each model in place and returns each run's per-step losses."""
     from .batching import tokenize
-    from .finetune import endless_batches, micro_batches
+    from .recipe import endless_batches, micro_batches
 
     R = len(models)
     if not (R == len(sets) == len(seeds)):

@@ -220,7 +220,7 @@ class MasterAdamW:
     def __init__(self, model, recipe, steps: int, dtype=torch.bfloat16, embedding=None, runs: int = 1):
         from transformers import get_scheduler
 
-        from .finetune import optimizer_groups
+        from .recipe import optimizer_groups
 
         decay, no_decay = optimizer_groups(model)
         self.params = decay + no_decay
@@ -329,7 +329,7 @@ def train_classifier_fast(model, tokenizer, texts, labels, recipe, seed: int, de
                           progress: bool = False, loss_fn=None, dtype=torch.bfloat16) -> list[float]:
     """train_classifier's contract on the fast path: fine-tunes ``model`` in place, returns the per-step losses."""
     from .batching import tokenize
-    from .finetune import endless_batches, micro_batches
+    from .recipe import endless_batches, micro_batches
     from .progress import progress as progress_bar
 
     feats = tokenize(tokenizer, texts, recipe.max_length)

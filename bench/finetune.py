@@ -1,84 +1,15 @@
-"""The fine-tuning recipe shared by the `finetune` evaluator and DiLM's inner loop (DiLM's evaluation protocol).
-
-200 steps, AdamW lr 1e-4 (weight decay 0.01, none on biases and norm weights), cosine schedule with warmup ratio 0.5,
-gradient clipping 1.0, batch min(64, |set|) drawn from a seeded shuffle without replacement (partial last batch
-dropped, as the reference's endless DataLoader does), a fresh classifier head per run.
+"""The reference path of the fine-tuning recipe (dilmbench.recipe defines it): the loop the `finetune` evaluator, DiLM's
+inner loop and the synthesis methods' small models train with, one run at a time, in float32 (or under bf16 autocast).
+With the recipe's ``fast`` option it hands over to the fast path (dilmbench.fastpath).
 """
 from __future__ import annotations
-
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .batching import collate, length_sorted_batches, tokenize
-
-
-@dataclass(frozen=True)
-class FinetuneRecipe:
-    steps: int = 200
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    scheduler: str = "cosine"
-    warmup_ratio: float = 0.5
-    max_grad_norm: float = 1.0
-    max_batch_size: int = 64
-    max_length: int = 128
-    eval_batch_size: int = 256
-    # Each step's batch may be run as length-sorted micro-batches of at most this many (padded) tokens, with the
-    # losses summed over the whole batch before one optimizer step: the same gradient, far less padding compute.
-    # 0 = one padded batch. "auto" in configs resolves to 0 on CUDA and 512 on CPU.
-    micro_batch_tokens: int | str = "auto"
-    # On a CPU, run the forward passes (training and evaluation) under bfloat16 autocast, as every CUDA run does;
-    # weights, gradients and optimizer state stay float32. About 2x faster where the CPU has AVX512-BF16 or AMX
-    # (results/benchmarks/cpu_bf16.txt). Off by default, and then left out of a result's identity.
-    cpu_bf16: bool = False
-    # The fast path (dilmbench.fastpath): the same protocol with bf16 autocast on every device, the embedding trained
-    # as the rows the set uses, flat AdamW buffers, and dropout masks from the run's own stream (a new random stream,
-    # so a new configuration). Off by default, and then left out of a result's identity.
-    fast: bool = False
-
-    def micro_tokens(self, device: str) -> int:
-        if self.micro_batch_tokens == "auto":
-            return 0 if str(device).startswith("cuda") else 512
-        return int(self.micro_batch_tokens)
-
-    @property
-    def bf16(self) -> bool:
-        """Whether a CPU runs this recipe under bfloat16 autocast (CUDA always does)."""
-        return bool(self.cpu_bf16 or self.fast)
-
-    def batch_size(self, n: int) -> int:
-        return max(1, min(self.max_batch_size, n))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def autocast_for(device: str, cpu_bf16: bool = False):
-    """bfloat16 autocast on CUDA always, on a CPU when asked (FinetuneRecipe.cpu_bf16); float32 otherwise."""
-    import torch
-
-    if str(device).startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if cpu_bf16 and str(device).startswith("cpu"):
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def optimizer_groups(model) -> tuple[list, list]:
-    """The trainable parameters as (decayed, not decayed): no decay on biases and normalisation weights."""
-    import torch
-
-    decay, no_decay, seen = [], [], set()
-    for module_name, module in model.named_modules():
-        is_norm = isinstance(module, torch.nn.LayerNorm) or "norm" in type(module).__name__.lower()
-        for pname, p in module.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:  # tied weights (embeddings / LM head) appear twice
-                continue
-            seen.add(id(p))
-            (no_decay if pname == "bias" or is_norm else decay).append(p)
-    return decay, no_decay
+# the recipe's definition and its batch order, re-exported: dilmbench.finetune is where methods and evaluators get them
+from .recipe import (FinetuneRecipe, autocast_for, endless_batches, micro_batches,  # noqa: F401
+                     optimizer_groups)
 
 
 def make_optimizer(model, recipe: FinetuneRecipe, steps: int | None = None):
@@ -134,29 +65,6 @@ def load_classifier(model_id: str, num_labels: int, seed: int, device: str):
     if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
         model.config.pad_token_id = model.config.eos_token_id
     return model.to(device)
-
-
-def endless_batches(n: int, batch_size: int, seed: int):
-    """Index batches: shuffle, cut into full batches (drop the partial last), reshuffle; forever."""
-    rng = np.random.default_rng(seed)
-    while True:
-        perm = rng.permutation(n)
-        for start in range(0, n - batch_size + 1, batch_size):
-            yield perm[start:start + batch_size]
-
-
-def micro_batches(lengths, max_tokens: int) -> list[np.ndarray]:
-    """Split positions 0..n-1 into length-sorted chunks whose padded size (rows x longest) is at most max_tokens."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    if max_tokens <= 0:
-        return [order]
-    chunks, start = [], 0
-    while start < len(order):
-        longest = lengths[order[start]]
-        rows = max(1, max_tokens // max(1, longest))
-        chunks.append(order[start:start + rows])
-        start += rows
-    return chunks
 
 
 def symmetric_cross_entropy(alpha: float = 0.1, beta: float = 1.0, log_zero: float = -4.0):

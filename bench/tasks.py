@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DilmbenchError
+from .registry import Registry
 
 GLUE_REVISION = "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c"
 EMBEDDED_DIR = Path(__file__).parent / "data" / "glue"
@@ -98,77 +99,43 @@ class Task:
 TASK_GROUP = "dilmbench.tasks"
 
 
-class TaskRegistry(dict):
-    """name -> Task: the built-ins, tasks registered by plugin files, and entry points of the group
-    ``dilmbench.tasks`` (each naming a Task object), loaded when first asked for."""
-
-    def _eps(self) -> dict:
-        from importlib.metadata import entry_points
-
-        return {ep.name: ep for ep in entry_points(group=TASK_GROUP)}
-
-    def __missing__(self, name: str) -> Task:
-        ep = self._eps().get(name)
-        if ep is None:
-            raise KeyError(name)
-        try:
-            task = ep.load()
-        except Exception as exc:
-            raise DilmbenchError(f"task '{name}' (entry point {ep.value}) failed to import: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(task, Task):
-            raise DilmbenchError(f"entry point '{name}' of {TASK_GROUP} is a {type(task).__name__}, not a dilmbench Task")
-        self[name] = task
-        return task
-
-    def __contains__(self, name) -> bool:
-        return dict.__contains__(self, name) or name in self._eps()
-
-    def names(self) -> list[str]:
-        return sorted(set(self.keys()) | set(self._eps()))
-
-    def register(self, task: Task) -> Task:
-        if not isinstance(task, Task):
-            raise DilmbenchError(f"register_task takes a dilmbench.tasks.Task, got {type(task).__name__}")
-        known = dict.get(self, task.name)
-        if known is not None and known != task:
-            raise DilmbenchError(f"task '{task.name}' is registered twice with different metadata")
-        self[task.name] = task
-        return task
+def _not_a_task(obj) -> str | None:
+    return None if isinstance(obj, Task) else f"is a {type(obj).__name__}, not a dilmbench Task"
 
 
-TASKS: TaskRegistry = TaskRegistry({
-    "sst2": Task(
+TASKS = Registry("task", TASK_GROUP, check=_not_a_task, names_it=False)
+for _task in (
+    Task(
         name="sst2", description="GLUE SST-2: binary sentiment of movie-review phrases",
         hub_id="nyu-mll/glue", hub_config="sst2", revision=GLUE_REVISION,
         text_fields=("sentence",), label_names=("negative", "positive"),
         train_split="train", eval_split="validation", metric="accuracy",
         full_rows={"train": 67_349, "validation": 872}),
-    "qqp": Task(
+    Task(
         name="qqp", description="GLUE QQP: are two Quora questions duplicates (score: mean of accuracy and F1)",
         hub_id="nyu-mll/glue", hub_config="qqp", revision=GLUE_REVISION,
         text_fields=("question1", "question2"), label_names=("not_duplicate", "duplicate"),
         train_split="train", eval_split="validation", metric="acc_f1_mean",
         full_rows={"train": 363_846, "validation": 40_430}),
-    "mnli": Task(
+    Task(
         name="mnli", description="GLUE MNLI (matched): entailment / neutral / contradiction",
         hub_id="nyu-mll/glue", hub_config="mnli", revision=GLUE_REVISION,
         text_fields=("premise", "hypothesis"), label_names=("entailment", "neutral", "contradiction"),
         train_split="train", eval_split="validation_matched", metric="accuracy",
         full_rows={"train": 392_702, "validation_matched": 9_815}),
-})
+):
+    TASKS.register(_task.name, _task)
 
 
 def register_task(task: Task) -> Task:
     """Make a task known (from a ``--plugin`` file: ``register_task(Task(...))``)."""
-    return TASKS.register(task)
+    if not isinstance(task, Task):
+        raise DilmbenchError(f"register_task takes a dilmbench.tasks.Task, got {type(task).__name__}")
+    return TASKS.register(task.name, task)
 
 
 def get_task(name: str) -> Task:
-    from .registry import suggest  # local import: registry imports nothing from here at module level
-
-    if name not in TASKS:
-        raise DilmbenchError(f"unknown task '{name}'{suggest(name, TASKS.names())}; known tasks: {', '.join(TASKS.names())}")
-    return TASKS[name]
+    return TASKS.get(name)
 
 
 def resolve_source(source: str | None) -> str:

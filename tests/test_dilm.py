@@ -94,7 +94,7 @@ def test_both_stages_end_to_end_give_valid_sets(task, glue_dir, tiny_gpt, tiny_b
     drawn = ts.provenance["sampling"]  # per class: samples drawn, how many decoded
     assert set(drawn) == set(TASKS[task].label_names)
     assert all(d["drawn"] >= d["usable"] >= 2 * m.config["sample_factor"] for d in drawn.values())
-    lm_dir, gm_dir = m._stage_dirs(ctx)
+    lm_dir, gm_dir = m.stage_dirs(ctx)
     assert json.loads((lm_dir / "final" / "progress.json").read_text())["step"] == 40
     assert json.loads((gm_dir / "final" / "progress.json").read_text())["step"] == 4
     # a second DPC / set reuses the trained generator (no retraining) and differs by its seed
@@ -114,7 +114,7 @@ def test_killed_stage_resumes_from_its_checkpoint(glue_dir, tiny_gpt, tiny_bert,
     ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
     cfg = tiny_config(tiny_gpt, tiny_bert, lm_steps=6, ckpt_every=2)
     whole = METHODS.get("dilm_vanilla")(**cfg)
-    lm_dir, _ = whole._stage_dirs(ctx)
+    lm_dir, _ = whole.stage_dirs(ctx)
     reference = whole.train_lm(ctx, tmp_path / "uninterrupted")
 
     saves = {"n": 0}
@@ -146,7 +146,7 @@ def test_gradient_matching_resumes(glue_dir, tiny_gpt, tiny_bert, tmp_path, monk
     # a checkpoint after every outer loop; a new diverse-batch pool every 2, so the resume lands mid-pool
     cfg = tiny_config(tiny_gpt, tiny_bert, outer_loops=3, inner_loops=2, ckpt_every=2, gen_interval=2)
     m = METHODS.get("dilm")(**cfg)
-    lm_dir, gm_dir = m._stage_dirs(ctx)
+    lm_dir, gm_dir = m.stage_dirs(ctx)
     m.train_lm(ctx, lm_dir)
 
     def stage1():
@@ -177,12 +177,12 @@ def test_gradient_matching_resumes(glue_dir, tiny_gpt, tiny_bert, tmp_path, monk
 
 def test_stage_identity_follows_what_changes_the_weights(glue_dir, tiny_gpt, tiny_bert, tmp_path):
     ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
-    base = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert))._stage_dirs(ctx)
+    base = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert)).stage_dirs(ctx)
     # stage-3 sampling and checkpoint spacing do not retrain anything
-    assert METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, sample_factor=7, ckpt_every=9))._stage_dirs(ctx) == base
-    lm, gm = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, gm_lr=5e-5))._stage_dirs(ctx)
+    assert METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, sample_factor=7, ckpt_every=9)).stage_dirs(ctx) == base
+    lm, gm = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, gm_lr=5e-5)).stage_dirs(ctx)
     assert lm == base[0] and gm != base[1]  # a stage-2 setting reuses the stage-1 generator
-    lm, gm = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, lm_lr=2e-3))._stage_dirs(ctx)
+    lm, gm = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, lm_lr=2e-3)).stage_dirs(ctx)
     assert lm != base[0] and gm != base[1]
 
 
@@ -348,7 +348,7 @@ def test_paper_preset_matches_the_reference_settings():
     # generation length per task: the reference's total length less the class token
     assert [max_new_tokens(PAPER, TASKS[t]) for t in ("sst2", "qqp", "mnli")] == [67, 312, 420]
     # pair tasks get the reference's pair real batches (100 per class, 2 accumulated)
-    cfg = METHODS.get("dilm")()._cfg(TASKS["mnli"])
+    cfg = METHODS.get("dilm")().task_config(TASKS["mnli"])
     assert (cfg["real_batch"], cfg["real_accum"]) == (100, 2)
 
 
@@ -357,7 +357,7 @@ def test_pair_settings_apply_on_pair_tasks_only_and_join_only_their_identity():
 
     dilm, vanilla = METHODS.get("dilm"), METHODS.get("dilm_vanilla")
     quick = dilm.for_preset("quick")
-    on_mnli, on_sst2 = quick._cfg(TASKS["mnli"]), quick._cfg(TASKS["sst2"])
+    on_mnli, on_sst2 = quick.task_config(TASKS["mnli"]), quick.task_config(TASKS["sst2"])
     assert (on_mnli["max_length"], on_mnli["max_new_tokens"], on_mnli["learner_max_length"]) == (128, 96, 128)
     assert (on_sst2["max_length"], on_sst2["max_new_tokens"]) == (QUICK["max_length"], QUICK["max_new_tokens"]) == (64, 48)
     # a single-text task's identity does not carry them (SST-2's finished sets keep theirs); a pair task's does
@@ -368,9 +368,9 @@ def test_pair_settings_apply_on_pair_tasks_only_and_join_only_their_identity():
     # without matching, the stage-2 settings among them change nothing and stay out
     assert vanilla.for_preset("quick").task_identity(TASKS["mnli"]) == {"pair_overrides": {"max_length": 128, "max_new_tokens": 96}}
     # an option set by hand holds on pair tasks too (preset or not)
-    assert dilm.for_preset("quick", max_length=80)._cfg(TASKS["mnli"])["max_length"] == 80
-    assert dilm(real_batch=50)._cfg(TASKS["qqp"])["real_batch"] == 50
-    assert dilm()._cfg(TASKS["qqp"])["real_batch"] == 100
+    assert dilm.for_preset("quick", max_length=80).task_config(TASKS["mnli"])["max_length"] == 80
+    assert dilm(real_batch=50).task_config(TASKS["qqp"])["real_batch"] == 50
+    assert dilm().task_config(TASKS["qqp"])["real_batch"] == 100
     with pytest.raises(DilmbenchError, match="pair_overrides names unknown option.*max_len"):
         dilm(pair_overrides={"max_len": 128})
 
@@ -452,13 +452,13 @@ def test_cpu_bf16_puts_every_stage_under_autocast_and_off_changes_nothing(glue_d
     off = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert))
     # off: the identity and the stage-1 cache key are the ones they were before the option existed
     assert "cpu_bf16" not in off.identity()["config"]
-    cfg = off._cfg(ctx.task)
+    cfg = off.task_config(ctx.task)
     data_id = {k: v for k, v in ctx.data.provenance().items() if k != "source"}
-    assert off._stage_dirs(ctx)[0].name == "lm-" + stable_hash({"task": "sst2", "data": data_id,
+    assert off.stage_dirs(ctx)[0].name == "lm-" + stable_hash({"task": "sst2", "data": data_id,
                                                                **{k: cfg[k] for k in LM_KEYS}})
     on = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, cpu_bf16=True))
     assert on.identity()["config"]["cpu_bf16"] is True and QUICK["cpu_bf16"] is True
-    assert all(a != b for a, b in zip(on._stage_dirs(ctx), off._stage_dirs(ctx)))  # both stages retrain
+    assert all(a != b for a, b in zip(on.stage_dirs(ctx), off.stage_dirs(ctx)))  # both stages retrain
     # on: the generator's training forward passes and its sampling see bfloat16
     seen = []
     gen = on.new_generator(ctx)

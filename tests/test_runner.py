@@ -250,9 +250,9 @@ def test_paper_reference_shows_where_everything_matches(tmp_path):
 def test_file_method_and_plugin(glue_dir, tiny_bert, tmp_path):
     sets = tmp_path / "mysets"
     sets.mkdir()
-    for i in range(2):
+    for i in range(2):  # two different sets (the same set twice is refused)
         (sets / f"s{i}.jsonl").write_text('{"sentence": "good fun", "label": 1}\n{"sentence": "dull", "label": 0}\n'
-                                          '{"sentence": "great", "label": 1}\n{"sentence": "bad", "label": 0}\n')
+                                          f'{{"sentence": "great {i}", "label": 1}}\n{{"sentence": "bad", "label": 0}}\n')
     plugin = tmp_path / "plug.py"
     plugin.write_text(
         "from dilmbench.api import SelectionMethod\n"
@@ -389,8 +389,7 @@ def test_results_follow_the_content_of_given_sets_and_the_code_of_plugins(glue_d
     assert rec["config"]["set_identity"]["content_hash"] == rec["textset"]["content_hash"]
     # the plugin's code is edited (as in a new process: the registry forgets the old class)
     plugin.write_text(code.replace("list(range(k))", "list(range(1, k + 1))"))
-    registry._LOADED_PLUGINS.clear()
-    registry.METHODS._classes.pop("firstk_v")
+    registry.unload_plugin(plugin)
     res = run()
     assert res.exit_code != 0 and "made under another configuration" in res.output and "firstk_v" in res.output
     assert run("--overwrite", "changed").exit_code == 0
@@ -445,7 +444,8 @@ def test_dilms_released_sets_are_read_as_published(glue_dir, tiny_bert, tmp_path
             {"premise": "a fun cast", "hypothesis": "the plot", "labels": 1},
             {"premise": "it was fine", "hypothesis": "it was bad", "labels": 2}]
     for i in (0, 1, 10):  # dataset_10 sorts after dataset_1, not before dataset_2
-        (release / f"dataset_{i}.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        own = [{**rows[0], "premise": f"{rows[0]['premise']} {i}"}] + rows[1:]  # (a set twice would be refused)
+        (release / f"dataset_{i}.json").write_text("".join(json.dumps(r) + "\n" for r in own))
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["run", "--preset", "quick", "--task", "mnli", "--methods", f"file:{release}",
                                     "--learners", tiny_bert, "--steps", "2", "--data-dir", str(glue_dir),

@@ -14,6 +14,8 @@ import numpy as np
 from dilmbench.cluster import k_centers, kmeans_labels
 from dilmbench.seeds import derive_seed
 
+from .stages import max_new_tokens, stage_autocast, stage_seconds
+
 
 def head_parameters(learner) -> list:
     from dilmbench.finetune import head_modules
@@ -160,7 +162,6 @@ class GradientMatching:
         from dilmbench.embed import pool_hidden
         from dilmbench.finetune import load_classifier
 
-        from .method import max_new_tokens
 
         cfg, ctx = self.cfg, self.ctx
         base = derive_seed(cfg["seed"], "pool", outer)
@@ -202,7 +203,6 @@ class GradientMatching:
 
         from dilmbench.batching import collate
 
-        from .method import _autocast
 
         cfg, ctx = self.cfg, self.ctx
         learner.eval()  # matching passes: deterministic features (no dropout)
@@ -211,7 +211,7 @@ class GradientMatching:
         for c in range(self.C):
             g_real = self.real_gradient(learner, teacher[c], c, np.random.default_rng([cfg["seed"], outer, inner, c]))
             seqs, sfeats = batches[c][(outer * cfg["inner_loops"] + inner) % len(batches[c])]
-            with _autocast(ctx.device, cfg):
+            with stage_autocast(ctx.device, cfg):
                 gen_loss = gen.example_losses(seqs, ctx.device)
             w = torch.softmax(-gen_loss.float() / cfg["tau"], dim=0)
             labels = torch.full((len(seqs),), c, device=ctx.device)
@@ -243,10 +243,9 @@ class GradientMatching:
         from dilmbench import checkpoint
         from dilmbench.finetune import endless_batches, load_classifier, make_optimizer
 
-        from .method import stage_seconds
 
         cfg, ctx = self.cfg, self.ctx
-        gen, opt, sched, start, resume = self.method._open_stage(out, ctx, lambda: gen, self.recipe, cfg["seed"] + 1)
+        gen, opt, sched, start, resume = self.method.open_stage(out, ctx, lambda: gen, self.recipe, cfg["seed"] + 1)
         if opt is None:
             return gen
         start_outer = start // cfg["inner_loops"]

@@ -48,11 +48,9 @@ from dilmbench.seeds import derive_seed
 from dilmbench.textset import TextSet
 
 from .generator import Generator
+from .stages import REFERENCE_GEN_LENGTH, max_new_tokens, stage_autocast, stage_seconds  # noqa: F401
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-
-# The reference's total generation length per task (class token included): dataset_attrs.py `max_length`.
-REFERENCE_GEN_LENGTH = {"sst2": 68, "qqp": 313, "mnli": 421}
 
 PAPER = {
     "generator": "gpt2",
@@ -119,25 +117,12 @@ STAGE2_KEYS = {"learner", "learner_max_length", "outer_loops", "inner_loops", "l
 # Keys that change no trained weight: stage 3 only, or speed only.
 NOT_WEIGHTS = {"sample_factor", "top_p", "top_k", "gen_batch_size", "select_backend", "ckpt_every",
                "lm_micro_batch_tokens", "class_filter",
-               "pair_overrides"}  # applied by _cfg: the values it sets are hashed, not the option
+               "pair_overrides"}  # applied by task_config: the values it sets are hashed, not the option
 
 
 def _less_hand_set(pair_overrides: dict, options: dict) -> dict:
     """Pair settings less those the user set by hand: an option set by hand holds on pair tasks too."""
     return {k: v for k, v in pair_overrides.items() if k not in options}
-
-
-def max_new_tokens(cfg: dict, task) -> int:
-    if cfg["max_new_tokens"] != "task":
-        return int(cfg["max_new_tokens"])
-    if task.name not in REFERENCE_GEN_LENGTH:
-        raise DilmbenchError(f"dilm has no reference generation length for task '{task.name}': set max_new_tokens")
-    return REFERENCE_GEN_LENGTH[task.name] - 1
-
-
-def stage_seconds(resume: dict) -> float:
-    """A training stage's wall seconds so far, across kills (see DiLMMethod._open_stage)."""
-    return resume["seconds_before"] + time.perf_counter() - resume["t0"]
 
 
 class NewRowsLR:
@@ -198,17 +183,17 @@ class DiLMMethod(Method):
         return [ctx_encoder, self.config["generator"], self.config["learner"]]
 
     # --- identity of the trained generator ---------------------------------------------------------------
-    def _cfg(self, task) -> dict:
+    def task_config(self, task) -> dict:
         """The settings in force on ``task``: the config, with ``pair_overrides`` applied on a pair task."""
         cfg = dict(self.config)
         if task.is_pair:
             cfg.update(self.config["pair_overrides"] or {})
         return cfg
 
-    def _stage_dirs(self, ctx: MethodContext) -> tuple[Path, Path]:
+    def stage_dirs(self, ctx: MethodContext) -> tuple[Path, Path]:
         from dilmbench.api import identity_config
 
-        cfg = identity_config(self._cfg(ctx.task), {"cpu_bf16": False})  # (off: the cache keys it always had)
+        cfg = identity_config(self.task_config(ctx.task), {"cpu_bf16": False})  # (off: the cache keys it always had)
         data_id = {k: v for k, v in ctx.data.provenance().items() if k != "source"}
         lm_keys = LM_KEYS + (("cpu_bf16",) if "cpu_bf16" in cfg else ())
         lm_hash = stable_hash({"task": ctx.task.name, "data": data_id, **{k: cfg[k] for k in lm_keys}})
@@ -253,7 +238,7 @@ class DiLMMethod(Method):
             return autocast_for(device, cpu_bf16=True)
         return nullcontext()
 
-    def _open_stage(self, out: Path, ctx: MethodContext, fresh, recipe, seed: int):
+    def open_stage(self, out: Path, ctx: MethodContext, fresh, recipe, seed: int):
         """A training stage's starting point -> (generator, optimizer, scheduler, start step, resume state).
 
         A finished stage (out/final) returns its generator and no optimizer; a killed one resumes from out/last with
@@ -292,10 +277,10 @@ class DiLMMethod(Method):
 
         from .generator import reference_padded_length
 
-        cfg = self._cfg(ctx.task)
+        cfg = self.task_config(ctx.task)
         recipe = FinetuneRecipe(steps=cfg["lm_steps"], lr=cfg["lm_lr"], weight_decay=cfg["lm_weight_decay"],
                                 warmup_ratio=cfg["lm_warmup_ratio"], max_grad_norm=1.0)
-        gen, opt, sched, start, resume = self._open_stage(out, ctx, lambda: self.new_generator(ctx), recipe,
+        gen, opt, sched, start, resume = self.open_stage(out, ctx, lambda: self.new_generator(ctx), recipe,
                                                           cfg["seed"])
         if opt is None:
             return gen
@@ -319,14 +304,14 @@ class DiLMMethod(Method):
             # padded batch without the padding's compute
             if cfg.get("cpu_bf16") and str(ctx.device).startswith("cpu"):
                 # one autocast region for the whole batch (each weight cast once per step) and one backward
-                with _autocast(ctx.device, cfg):
+                with stage_autocast(ctx.device, cfg):
                     total = sum(gen.example_losses([seqs[i] for i in chunk], ctx.device, padded).sum() / len(seqs)
                                 for chunk in micro_batches([len(x) for x in seqs], micro))
                 total.backward()
                 loss = float(total.detach())
             else:
                 for chunk in micro_batches([len(x) for x in seqs], micro):
-                    with _autocast(ctx.device, cfg):
+                    with stage_autocast(ctx.device, cfg):
                         part = gen.example_losses([seqs[i] for i in chunk], ctx.device, padded).sum() / len(seqs)
                     part.backward()
                     loss += float(part.detach())
@@ -347,11 +332,11 @@ class DiLMMethod(Method):
     def gradient_matching(self, ctx: MethodContext, gen: Generator, out: Path) -> Generator:
         from .matching import GradientMatching
 
-        return GradientMatching(self, ctx, self._cfg(ctx.task)).run(gen, out)
+        return GradientMatching(self, ctx, self.task_config(ctx.task)).run(gen, out)
 
     # --- the method interface ------------------------------------------------------------------------------
     def prepare(self, ctx: MethodContext) -> None:
-        lm_dir, gm_dir = self._stage_dirs(ctx)
+        lm_dir, gm_dir = self.stage_dirs(ctx)
         t0 = time.perf_counter()
         gen = self.train_lm(ctx, lm_dir)
         if self.config["gm"]:
@@ -370,7 +355,7 @@ class DiLMMethod(Method):
 
         if self._gen is None:
             self.prepare(ctx)
-        cfg = self._cfg(ctx.task)
+        cfg = self.task_config(ctx.task)
         n_fields = len(ctx.task.text_fields)
         texts, labels, sampling = [], [], {}
         for c in range(ctx.task.num_labels):
@@ -410,15 +395,3 @@ class DiLMVanillaMethod(DiLMMethod):
     """DiLM's "Vanilla LM" ablation: the generator after LM training only (no gradient matching), same selection."""
 
     use_gradient_matching = False
-
-
-def _autocast(device, cfg: dict):
-    """bfloat16 autocast for a training stage's forward passes: on CUDA unless the config's ``bf16`` is off, on a CPU
-    when its ``cpu_bf16`` is on."""
-    from contextlib import nullcontext
-
-    from dilmbench.finetune import autocast_for
-
-    if str(device).startswith("cpu"):
-        return autocast_for(device, cpu_bf16=True) if cfg.get("cpu_bf16") else nullcontext()
-    return autocast_for(device) if cfg["bf16"] else nullcontext()

@@ -1,0 +1,103 @@
+"""The fine-tuning recipe's definition (DiLM's evaluation protocol), shared by the reference path
+(dilmbench.finetune), the fast path (dilmbench.fastpath) and the batched path (dilmbench.batched).
+
+200 steps, AdamW lr 1e-4 (weight decay 0.01, none on biases and norm weights), cosine schedule with warmup ratio 0.5,
+gradient clipping 1.0, batch min(64, |set|) drawn from a seeded shuffle without replacement (partial last batch
+dropped, as the reference's endless DataLoader does), a fresh classifier head per run.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    steps: int = 200
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.5
+    max_grad_norm: float = 1.0
+    max_batch_size: int = 64
+    max_length: int = 128
+    eval_batch_size: int = 256
+    # Each step's batch may be run as length-sorted micro-batches of at most this many (padded) tokens, with the
+    # losses summed over the whole batch before one optimizer step: the same gradient, far less padding compute.
+    # 0 = one padded batch. "auto" in configs resolves to 0 on CUDA and 512 on CPU.
+    micro_batch_tokens: int | str = "auto"
+    # On a CPU, run the forward passes (training and evaluation) under bfloat16 autocast, as every CUDA run does;
+    # weights, gradients and optimizer state stay float32. About 2x faster where the CPU has AVX512-BF16 or AMX
+    # (results/benchmarks/cpu_bf16.txt). Off by default, and then left out of a result's identity.
+    cpu_bf16: bool = False
+    # The fast path (dilmbench.fastpath): the same protocol with bf16 autocast on every device, the embedding trained
+    # as the rows the set uses, flat AdamW buffers, and dropout masks from the run's own stream (a new random stream,
+    # so a new configuration). Off by default, and then left out of a result's identity.
+    fast: bool = False
+
+    def micro_tokens(self, device: str) -> int:
+        if self.micro_batch_tokens == "auto":
+            return 0 if str(device).startswith("cuda") else 512
+        return int(self.micro_batch_tokens)
+
+    @property
+    def bf16(self) -> bool:
+        """Whether a CPU runs this recipe under bfloat16 autocast (CUDA always does)."""
+        return bool(self.cpu_bf16 or self.fast)
+
+    def batch_size(self, n: int) -> int:
+        return max(1, min(self.max_batch_size, n))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def autocast_for(device: str, cpu_bf16: bool = False):
+    """bfloat16 autocast on CUDA always, on a CPU when asked (FinetuneRecipe.cpu_bf16); float32 otherwise."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if cpu_bf16 and str(device).startswith("cpu"):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def optimizer_groups(model) -> tuple[list, list]:
+    """The trainable parameters as (decayed, not decayed): no decay on biases and normalisation weights."""
+    import torch
+
+    decay, no_decay, seen = [], [], set()
+    for module_name, module in model.named_modules():
+        is_norm = isinstance(module, torch.nn.LayerNorm) or "norm" in type(module).__name__.lower()
+        for pname, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:  # tied weights (embeddings / LM head) appear twice
+                continue
+            seen.add(id(p))
+            (no_decay if pname == "bias" or is_norm else decay).append(p)
+    return decay, no_decay
+
+
+def endless_batches(n: int, batch_size: int, seed: int):
+    """Index batches: shuffle, cut into full batches (drop the partial last), reshuffle; forever."""
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield perm[start:start + batch_size]
+
+
+def micro_batches(lengths, max_tokens: int) -> list[np.ndarray]:
+    """Split positions 0..n-1 into length-sorted chunks whose padded size (rows x longest) is at most max_tokens."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    if max_tokens <= 0:
+        return [order]
+    chunks, start = [], 0
+    while start < len(order):
+        longest = lengths[order[start]]
+        rows = max(1, max_tokens // max(1, longest))
+        chunks.append(order[start:start + rows])
+        start += rows
+    return chunks
