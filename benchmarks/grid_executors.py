@@ -7,7 +7,7 @@ Usage: HF_HUB_OFFLINE=1 python benchmarks/grid_executors.py [--methods random,kc
 (the issue's benchmark is the defaults: the quick SST-2 grid, 45 runs per executor)
 
 The defaults took 2,979-3,347 s a way here (results/benchmarks/grid_executors.txt), 9,317 s for the three plus a few
-minutes' untimed warm step, longer than one working session on this machine. With --keep DIR every way's results and
+minutes' untimed warm step, longer than one sitting at this machine. With --keep DIR every way's results and
 its measurement (wall time, date, CPU, torch) are kept in DIR, a way measured before is not run again, and --ways
 picks which ways to measure now; the table then says when and where each way was measured, so ways measured in
 different sessions are never passed off as one sitting. Nothing else may run on the machine while a way is timed.

