@@ -6,6 +6,7 @@ import sys
 import click
 from pathlib import Path
 
+from .config import Overwrite
 from .errors import DilmbenchError
 
 
@@ -50,7 +51,7 @@ def main():
               help="Split to score on: eval (the task's evaluation split; default) or dev (carved from train: use it "
                    "to choose hyperparameters; results go to runs-dev/).")
 @click.option("--out", default="results", show_default=True, type=click.Path(), help="Output directory.")
-@click.option("--overwrite", type=click.Choice(["only-missing", "changed", "always", "never"]), default="only-missing",
+@click.option("--overwrite", type=click.Choice([m.value for m in Overwrite]), default=Overwrite.ONLY_MISSING.value,
               show_default=True,
               help="only-missing: skip finished runs, redo truncated ones, and stop if a finished result in --out was made "
                    "under another configuration; changed: replace such results; always: redo every run; never: touch "
@@ -95,7 +96,7 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
                     threads_per_worker=threads_per_worker, executor=executor, ray_address=ray_address,
                     sets_only=sets_only, shard=shard, batch_runs=batch_runs)
     counts = runner.run()
-    from .runner import runs_dir
+    from .record import runs_dir
 
     elapsed = time.perf_counter() - t0
     click.echo(f"done in {elapsed:.0f}s: {counts['done']} runs, {counts['skipped']} skipped, "
@@ -249,10 +250,9 @@ def validate(results, expect, as_json):
 
 def _expected_grid(cfg: dict) -> dict:
     """The runs a run config would write, as validate's ``expect`` (given sets, file:, are not predicted)."""
-    from .config import evaluator_options
-    from .registry import EVALUATORS
+    from .config import build_evaluator
 
-    ev = EVALUATORS.get(cfg["evaluator"]).for_preset(cfg.get("preset"), **evaluator_options(cfg))
+    ev = build_evaluator(cfg)
     methods = [m for m in cfg["methods"] if ":" not in m]
     return {"split": cfg.get("score_split", "eval"), "tasks": cfg["tasks"], "methods": methods,
             "evaluator": ev.name, "learners": ev.learners(), "dpc": cfg["dpc"], "sets": cfg["sets"],

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import copy
+from enum import Enum
 from pathlib import Path
 
 from .errors import DilmbenchError
 from .registry import suggest
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+from .models import QUICK_MODEL as MINILM
 
 
 PRESETS: dict[str, dict] = {
@@ -32,6 +33,23 @@ PRESETS: dict[str, dict] = {
 }
 
 KNOWN_KEYS = set(PRESETS["paper"])
+
+
+class Overwrite(str, Enum):
+    """What `run` does with results already in --out (the runner's REDO says which statuses each mode reruns)."""
+
+    ONLY_MISSING = "only-missing"  # skip finished runs, redo truncated ones; stop at one made another way
+    CHANGED = "changed"  # also replace results made under another configuration, data or model snapshot
+    ALWAYS = "always"  # redo every run
+    NEVER = "never"  # touch no existing result
+
+
+def build_evaluator(cfg: dict):
+    """The config's evaluator with its preset's values and the config's options: the one way it is built (runner,
+    `validate --expect`, workers)."""
+    from .registry import EVALUATORS
+
+    return EVALUATORS.get(cfg["evaluator"]).for_preset(cfg.get("preset"), **evaluator_options(cfg))
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -5,6 +5,9 @@ import os
 
 from .errors import DilmbenchError
 
+# the quick preset's encoder and learner (6 layers, 384 wide: a CPU fine-tunes it in seconds per step)
+QUICK_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
 
 def pick_device(requested: str | None = None) -> str:
     import torch

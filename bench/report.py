@@ -39,6 +39,7 @@ def _table_html(df: pd.DataFrame, css_id: str) -> str:
 
 
 def _cell_provenance(records: list[dict]) -> pd.DataFrame:
+    from .record import timing_rollup
     from .validate import cell_configuration
 
     cells = defaultdict(list)
@@ -46,7 +47,7 @@ def _cell_provenance(records: list[dict]) -> pd.DataFrame:
         cells[(r["task"], r["evaluator"], r["learner"].split("/")[-1], r["method"], r["dpc"])].append(r)
     rows = []
     for (task, ev, learner, method, dpc), rs in sorted(cells.items(), key=lambda kv: str(kv[0])):
-        timing = pd.DataFrame([r.get("timing_s", {}) for r in rs])
+        cost = timing_rollup([((r.get("textset") or {}).get("path"), r.get("timing_s") or {}) for r in rs])
         revisions = sorted({str(r.get("models", {}).get("learner", {}).get("revision")) for r in rs})
         commits = sorted({str(r.get("environment", {}).get("git_commit"))[:10] for r in rs})
         data = sorted({str(((r.get("data") or {}).get("fingerprint") or {}).get("id", "unrecorded")) for r in rs})
@@ -58,9 +59,9 @@ def _cell_provenance(records: list[dict]) -> pd.DataFrame:
             "learner revision": ", ".join(x[:12] for x in revisions),
             "data": ", ".join(data), "git commit": ", ".join(commits),
             "preset": rs[0].get("config", {}).get("preset"),
-            "fine-tune s / run": round(float(timing["evaluate_total"].mean()), 1) if "evaluate_total" in timing else None,
-            "set s / set": round(float(timing["make_set"].mean()), 1) if "make_set" in timing else None,
-            "method prepare s": round(float(timing["method_prepare"].max()), 1) if "method_prepare" in timing else None,
+            "fine-tune s / run": round(cost["evaluate_s"], 1) if cost["evaluate_s"] is not None else None,
+            "set s / set": round(cost["make_set_s"], 1) if cost["make_set_s"] is not None else None,
+            "method prepare s": round(cost["method_prepare_s"], 1) if cost["method_prepare_s"] is not None else None,
             "made": f"{created[0][:16]} … {created[-1][:16]}" if created and created[0] else "",
         })
     return pd.DataFrame(rows)

@@ -26,18 +26,13 @@ from .api import EvalContext, MethodContext
 from .cards import set_card
 from .cache import cache_root, stable_hash
 from .errors import DilmbenchError
-from .registry import EVALUATORS, METHODS
+from .config import Overwrite, build_evaluator
+from .registry import METHODS
 from .seeds import derive_seed  # noqa: F401  (re-exported: dilmbench.runner.derive_seed)
 from .tasks import get_task, load_task_data
+from .record import RUNNER_TIMINGS, SCHEMA_VERSION, RunRecord, run_relpath, runs_dir, set_relpath, slug  # noqa: F401
+from .record import data_id as record_data_id
 from .textset import TextSet, atomic_write_text, load_textset, meta_path, save_textset
-
-SCHEMA_VERSION = 1
-# the timings the runner records around every evaluator; the rest of a result's timing_s are the evaluator's own phases
-RUNNER_TIMINGS = ("data_load", "method_prepare", "make_set", "evaluate_total")
-
-
-def slug(name: str) -> str:
-    return name.replace("/", "--").replace(":", "-").replace(" ", "_")
 
 
 @dataclass
@@ -72,20 +67,9 @@ def ensure_writable(out: Path) -> None:
 
 
 def read_result(path: Path) -> dict | None:
-    """The result in ``path`` if complete and valid, else None (missing, truncated, or not ours)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION or "score" not in data:
-        return None
-    return data
-
-
-def runs_dir(split: str) -> str:
-    """Scores on the evaluation split live in runs/; scores on the dev split (for choosing things) in runs-dev/,
-    so that a table never mixes them."""
-    return "runs" if split == "eval" else f"runs-{split}"
+    """The result in ``path`` as its JSON if it is complete and valid, else None (missing, truncated, or not ours)."""
+    rec = RunRecord.read(path)
+    return None if rec is None else rec.raw
 
 
 _UNREAD = object()  # result_status's "the caller has not read the file" (None is "read: not a complete result")
@@ -111,14 +95,15 @@ def result_status(path: Path, config_hash: str, data_id: str | None = None, reco
 
 def result_data_id(record: dict) -> str | None:
     """The fingerprint id of the data a result was made on (TaskData.fingerprint), None if it records none."""
-    return ((record.get("data") or {}).get("fingerprint") or {}).get("id")
+    return record_data_id(record)
 
 
 # which existing results each --overwrite mode runs again ("other-config" under only-missing stops the run instead)
 CHANGED = {"other-config", "other-data", "no-fingerprint", "other-model"}  # finished, but not as this run would be
-REDO = {"never": {"missing"}, "only-missing": {"missing", "incomplete"},
-        "changed": {"missing", "incomplete", *CHANGED}, "always": {"missing", "incomplete", *CHANGED, "done"}}
-OVERWRITE_MODES = tuple(REDO)  # (the CLI's --overwrite choices: bench/cli.py keeps its imports light)
+REDO = {Overwrite.NEVER.value: {"missing"}, Overwrite.ONLY_MISSING.value: {"missing", "incomplete"},
+        Overwrite.CHANGED.value: {"missing", "incomplete", *CHANGED},
+        Overwrite.ALWAYS.value: {"missing", "incomplete", *CHANGED, "done"}}
+OVERWRITE_MODES = tuple(m.value for m in Overwrite)
 REPLACING = {"incomplete": "it is not a complete result", "other-config": "it was made under another configuration",
              "other-data": "it was made on other data (another fingerprint)",
              "no-fingerprint": "it records no data fingerprint and its data cannot be proven the same",
@@ -197,9 +182,7 @@ class Runner:
         self.tasks = [get_task(t) for t in cfg["tasks"]]
         self.specs = [MethodSpec.parse(m, cfg.get("method_options", {})) for m in cfg["methods"]]
         self.methods = {s.label: METHODS.get(s.name).for_preset(cfg.get("preset"), **s.options) for s in self.specs}
-        from .config import evaluator_options
-
-        self.evaluator = EVALUATORS.get(cfg["evaluator"]).for_preset(cfg.get("preset"), **evaluator_options(cfg))
+        self.evaluator = build_evaluator(cfg)
         self.device = pick_device(cfg.get("device"))
         ensure_writable(self.out)
         models = set() if self.sets_only else set(self.evaluator.required_models())
@@ -218,11 +201,11 @@ class Runner:
         return ident
 
     def set_path(self, task: str, label: str, dpc: int, set_index: int) -> Path:
-        return self.out / "sets" / task / slug(label) / f"dpc{dpc}" / f"set{set_index:02d}.jsonl"
+        return self.out / set_relpath(task, label, dpc, set_index)
 
     def run_path(self, task: str, label: str, learner: str, dpc: int, set_index: int, init: int) -> Path:
-        return (self.out / runs_dir(self.cfg.get("score_split", "eval")) / task / slug(label) / self.evaluator.name / slug(learner) / f"dpc{dpc}"
-                / f"set{set_index:02d}-init{init}.json")
+        return self.out / run_relpath(self.cfg.get("score_split", "eval"), task, label, self.evaluator.name, learner,
+                                      dpc, set_index, init)
 
     # ---- the grid ------------------------------------------------------------------------------------------
     def plan(self) -> list:

@@ -13,23 +13,16 @@ FORMATS = {"markdown": "github", "latex": "latex_booktabs", "csv": None}
 
 
 def read_records(out: str | Path, split: str = "eval") -> tuple[list[dict], list[str]]:
-    """Every complete result under ``out`` for ``split``, and the paths of the files that are not one."""
-    from .runner import read_result, runs_dir
+    """Every complete result under ``out`` for ``split`` (as its JSON), and the paths of the files that are not one."""
+    from .record import read_runs
 
-    root = Path(out) / runs_dir(split)
-    records, unreadable = [], []
-    for path in sorted(root.rglob("*.json")) if root.is_dir() else []:
-        rec = read_result(path)
-        if rec is None:
-            unreadable.append(str(path))
-        else:
-            records.append(rec)
-    return records, unreadable
+    records, unreadable = read_runs(out, split)
+    return [r.raw for r in records], unreadable
 
 
 def load_results(out: str | Path, split: str = "eval", read: tuple[list[dict], list[str]] | None = None) -> pd.DataFrame:
     """One row per result; ``read``: read_records()'s answer, when the caller has read the folder already."""
-    from .runner import runs_dir
+    from .record import runs_dir
 
     root = Path(out) / runs_dir(split)
     records, unreadable = read_records(out, split) if read is None else read
@@ -37,8 +30,7 @@ def load_results(out: str | Path, split: str = "eval", read: tuple[list[dict], l
              "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
              "score": rec["score"], "metrics": rec.get("metrics") or {}, "set_path": rec.get("textset", {}).get("path"),
              "data": _data_label(rec), "data_note": _data_note(rec), "cell_config": _cell_config(rec),
-             **{f"{k}_s": (rec.get("timing_s") or {}).get(k) for k in ("make_set", "method_prepare",
-                                                                        "evaluate_total")}}
+             "timing": rec.get("timing_s") or {}}
             for rec in records]
     if not rows:
         if unreadable:
@@ -67,7 +59,7 @@ def _scored_part(rec: dict) -> tuple[int, int, str] | None:
 
 
 def _data_label(rec: dict) -> str:
-    from .runner import result_data_id
+    from .record import data_id as result_data_id
 
     label = result_data_id(rec) or "unrecorded"
     part = _scored_part(rec)
@@ -277,6 +269,7 @@ def build_cost_table(out: str | Path, results: pd.DataFrame) -> pd.DataFrame:
     one-off preparation in the process that made the runs (training, or only loading a cached generator: the
     largest recorded), the training time of a generator the sets record (DiLM's stages), seconds per evaluation run,
     and for generated sets the LLM calls and tokens per set (cached texts cost no call)."""
+    from .record import timing_rollup
     from .textset import meta_path
 
     rows = []
@@ -297,12 +290,13 @@ def build_cost_table(out: str | Path, results: pd.DataFrame) -> pd.DataFrame:
                 calls.append(cost.get("llm_calls", 0))
                 tokens.append(cost.get("tokens", 0))
                 cached.append(cost.get("cached", 0))
-        per_set = g.drop_duplicates("set_path")["make_set_s"].dropna()
+        cost = timing_rollup([(path if isinstance(path, str) else None, timing)
+                              for path, timing in zip(g["set_path"], g["timing"])])
         rows.append({"task": task, "method": method, "dpc": dpc, "runs": len(g),
-                     "set s (mean)": round(float(per_set.mean()), 1) if len(per_set) else "–",
-                     "prepare s": round(float(g["method_prepare_s"].max()), 0) if g["method_prepare_s"].notna().any() else "–",
+                     "set s (mean)": round(cost["make_set_s"], 1) if cost["make_set_s"] is not None else "–",
+                     "prepare s": round(cost["method_prepare_s"], 0) if cost["method_prepare_s"] is not None else "–",
                      "generator trained s": (f"{max(trained)[0]:.0f}" + (" + ?" if max(trained)[1] else "")) if trained else "–",
-                     "eval s / run": round(float(g["evaluate_total_s"].mean()), 1) if g["evaluate_total_s"].notna().any() else "–",
+                     "eval s / run": round(cost["evaluate_s"], 1) if cost["evaluate_s"] is not None else "–",
                      "LLM calls / set": round(float(np.mean(calls)), 1) if calls else "–",
                      "tokens / set": round(float(np.mean(tokens)), 0) if tokens else "–",
                      "cached texts / set": round(float(np.mean(cached)), 1) if cached else "–"})

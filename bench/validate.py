@@ -51,7 +51,7 @@ def _problem(check: str, path, detail: str) -> dict:
 
 def validate(out: str | Path, expect: dict | None = None) -> dict:
     """-> {"ok", "results", "problems": [...], "missing": [...]} for the results folder ``out``."""
-    from .runner import SCHEMA_VERSION
+    from .record import SCHEMA_VERSION
     from .tasks import TASKS
     from .textset import load_textset
 
@@ -141,12 +141,11 @@ def validate(out: str | Path, expect: dict | None = None) -> dict:
 
 
 def _missing(out: Path, records: list, expect: dict | None) -> list[str]:
-    from .runner import runs_dir, slug
+    from .record import run_relpath
 
     have = {str(rel) for _, rel, _ in records}
     if expect is not None:
-        want = [str(Path(runs_dir(expect["split"])) / task / slug(method) / expect["evaluator"] / slug(learner)
-                    / f"dpc{dpc}" / f"set{s:02d}-init{i}.json")
+        want = [str(run_relpath(expect["split"], task, method, expect["evaluator"], learner, dpc, s, i))
                 for task in expect["tasks"] for method in expect["methods"] for learner in expect["learners"]
                 for dpc in expect["dpc"] for s in range(expect["sets"]) for i in range(expect["inits"])]
         return [w for w in want if w not in have]
@@ -158,15 +157,15 @@ def _missing(out: Path, records: list, expect: dict | None) -> list[str]:
         g["sets"] = max(g.get("sets", 0), rec["set_index"] + 1)
         g["inits"] = max(g.get("inits", 0), rec["init_index"] + 1)
         g["given"] = g.get("given", False) or "content_hash" in rec["config"].get("set_identity", {})
-        g["folder"] = Path(rel).parents[1]  # runs/<task>/<method>/<evaluator>/<learner>
+        g["method"] = rec["method"]
     want = []
-    for key, methods in groups.items():
+    for (split, task, evaluator, learner), methods in groups.items():
         dpcs = set().union(*(m["dpc"] for m in methods.values() if not m["given"])) if methods else set()
         for m in methods.values():
             for dpc in sorted(dpcs if not m["given"] else m["dpc"]):
                 for s in range(m["sets"]):
                     for i in range(m["inits"]):
-                        want.append(str(m["folder"] / f"dpc{dpc}" / f"set{s:02d}-init{i}.json"))
+                        want.append(str(run_relpath(split, task, m["method"], evaluator, learner, dpc, s, i)))
     return [w for w in want if w not in have]
 
 

@@ -33,13 +33,13 @@ def evaluate_job(job: dict) -> tuple[dict | list[dict], float]:
     """One run in a worker (or, with "runs", several at once): the evaluator and the task's data are built once per
     process and kept."""
     from .api import EvalContext
-    from .registry import EVALUATORS
+    from .config import build_evaluator
     from .tasks import TASKS, load_task_data
 
     ekey = repr(job["evaluator"])
     if ekey not in _STATE:
         name, preset, options = job["evaluator"]
-        _STATE[ekey] = EVALUATORS.get(name).for_preset(preset, **options)
+        _STATE[ekey] = build_evaluator({"evaluator": name, "preset": preset, "evaluator_options": {name: options}})
     dkey = repr((job["task"], job["data"]))
     if dkey not in _STATE:
         source, dev_size, dev_seed = job["data"]

@@ -7,6 +7,7 @@ from dilmbench.api import EvalContext, Evaluator
 from dilmbench.batching import tokenize
 from dilmbench.finetune import FinetuneRecipe, load_classifier, predict_logits, train_classifier
 from dilmbench.models import load_tokenizer
+from dilmbench.models import QUICK_MODEL
 
 
 class FinetuneEvaluator(Evaluator):
@@ -16,7 +17,7 @@ class FinetuneEvaluator(Evaluator):
                       **FinetuneRecipe().to_dict()}
     # the paper's learners and the reference path; the CPU preset fine-tunes MiniLM on the fast path
     # (dilmbench.fastpath: same protocol, bf16, new dropout stream; results/benchmarks/finetune_roofline.txt)
-    presets = {"quick": {"learners": ["sentence-transformers/all-MiniLM-L6-v2"], "fast": True}}
+    presets = {"quick": {"learners": [QUICK_MODEL], "fast": True}}
     # options added after results existed, at the value that behaves as before: off, finished results keep their identity
     later_defaults = {"cpu_bf16": False, "fast": False}
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from dilmbench.api import MethodContext
 from dilmbench.errors import DilmbenchError
+from dilmbench.models import QUICK_MODEL
 from dilmbench.seeds import derive_seed
 
 from .synthesis import QUICK, SHARED_CONFIG, SynthesisMethod
@@ -41,7 +42,7 @@ class GOLDMethod(SynthesisMethod):
     default_config = {**SHARED_CONFIG, "generator": "meta-llama/Llama-2-7b-chat-hf",  # the public code's LLM
                       "learner": "distilbert-base-uncased", "small_steps": 200, "loss": "ce",
                       "rounds": 3, "feedback": 2, "noise_share": 0.1, "energy_temperature": 1.0}
-    presets = {"quick": {**QUICK, "learner": "sentence-transformers/all-MiniLM-L6-v2"}}
+    presets = {"quick": {**QUICK, "learner": QUICK_MODEL}}
 
     def extra_models(self) -> list[str]:
         return [self.config["learner"]]

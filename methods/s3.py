@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from dilmbench.api import MethodContext
+from dilmbench.models import QUICK_MODEL
 from dilmbench.seeds import derive_seed
 
 from .synthesis import QUICK, SHARED_CONFIG, SynthesisMethod
@@ -33,7 +34,7 @@ class S3Method(SynthesisMethod):
     default_config = {**SHARED_CONFIG, "generator": "Qwen/Qwen2.5-7B-Instruct",  # open stand-in for GPT-3.5
                       "learner": "distilbert-base-uncased", "small_steps": 200,
                       "seed_factor": 5, "rounds": 2, "real_size": 200, "errors_per_round": 20, "per_error": 2}
-    presets = {"quick": {**QUICK, "learner": "sentence-transformers/all-MiniLM-L6-v2"}}
+    presets = {"quick": {**QUICK, "learner": QUICK_MODEL}}
 
     def extra_models(self) -> list[str]:
         return [self.config["learner"]]

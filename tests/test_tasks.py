@@ -7,8 +7,8 @@ from dilmbench.tasks import GLUE_REVISION, TASKS, carve_dev, get_task, load_spli
 
 def test_task_metadata_matches_the_hub_and_paper():
     sst2, qqp, mnli = TASKS["sst2"], TASKS["qqp"], TASKS["mnli"]
-    assert {t.hub_id for t in TASKS.loaded().values()} == {"nyu-mll/glue"}
-    assert {t.revision for t in TASKS.loaded().values()} == {GLUE_REVISION} and len(GLUE_REVISION) == 40
+    assert {t.hub_id for t in (sst2, qqp, mnli)} == {"nyu-mll/glue"}
+    assert {t.revision for t in (sst2, qqp, mnli)} == {GLUE_REVISION} and len(GLUE_REVISION) == 40
     assert sst2.text_fields == ("sentence",) and sst2.eval_split == "validation"
     assert qqp.text_fields == ("question1", "question2") and qqp.metric == "acc_f1_mean"
     assert mnli.text_fields == ("premise", "hypothesis") and mnli.eval_split == "validation_matched"

@@ -50,7 +50,7 @@ from dilmbench.textset import TextSet
 from .generator import Generator
 from .stages import REFERENCE_GEN_LENGTH, max_new_tokens, stage_autocast, stage_seconds  # noqa: F401
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+from dilmbench.models import QUICK_MODEL as MINILM
 
 PAPER = {
     "generator": "gpt2",
