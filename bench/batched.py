@@ -6,8 +6,7 @@ Python dispatch cost ~10-20 us while its arithmetic takes less, so a step is ove
 step are ~20 ms of overhead against ~1 ms of bf16 arithmetic for 10 x 64 tokens on an H100. R runs in one pass launch
 the same kernels once for all R (each a batched matmul or an elementwise op R times as large), so a step costs about
 the same until the arithmetic dominates: the expected gain is min(R, overhead / arithmetic per run), ~10-20x at
-R = 20-100 for the paper's learners (a model, not a measurement: no GPU was lent when it was written;
-benchmarks/finetune_roofline.py --device cuda measures it). On a CPU a step is bound by its work, not by dispatch
+R = 20-100 for the paper's learners (a model, not a measurement: no GPU was lent when it was written). On a CPU a step is bound by its work, not by dispatch
 (results/benchmarks/finetune_roofline.txt), so the runner leaves it off there unless asked.
 
 What each run gets is what the one-at-a-time fast path gives it with one padded batch per step (micro_batch_tokens
