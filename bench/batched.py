@@ -168,10 +168,13 @@ def train_classifiers_batched(models, tokenizer, sets, recipe, seeds, device: st
                                       for x in weights]
     union = np.unique(np.concatenate([np.concatenate(p.rows["input_ids"]) for p in padders]
                                      + [np.asarray([padders[0].pad["input_ids"]])]))
-    compacts = [CompactEmbedding(m, union) for m in models]
     streams = [DropoutStream(s) for s in seeds]
     for m, s in zip(models, streams):
-        use_stream_dropout(m, s)
+        if use_stream_dropout(m, s)["attention_dropout_from_torch"]:
+            raise NotBatchable(f"{type(m).__name__}'s attention dropout runs inside torch's attention kernel, where "
+                               "each run's own stream cannot reach it (a newer transformers routes it through the "
+                               "attention interface)")
+    compacts = [CompactEmbedding(m, union) for m in models]
     group = Group(R)
     try:
         model, names = grouped_model(models, group)

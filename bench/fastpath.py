@@ -144,7 +144,22 @@ def use_stream_dropout(model, stream: DropoutStream) -> dict:
         for m in model.modules():
             m._dilmbench_stream = stream
         attention = True
-    return {"dropout_modules": swapped, "attention_dropout_from_stream": attention}
+    # a model whose attention applies its dropout inside torch's sdpa, out of reach (BERT before transformers moved
+    # it to the attention interface): that dropout draws from torch's generator, seeded with the run's seed
+    elsewhere = not attention and attention_dropout(model) > 0 and any(
+        isinstance(getattr(m, "dropout_prob", None), float) and m.dropout_prob > 0 for m in model.modules())
+    return {"dropout_modules": swapped, "attention_dropout_from_stream": attention,
+            "attention_dropout_from_torch": elsewhere}
+
+
+def attention_dropout(model) -> float:
+    """The attention-probability dropout its config declares (the names the model families use)."""
+    cfg = model.config
+    for key in ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return 0.0
 
 
 def _interface_attention(model) -> bool:
@@ -338,6 +353,7 @@ def train_classifier_fast(model, tokenizer, texts, labels, recipe, seed: int, de
     padder = Padder(tokenizer, feats, device)
     used = np.unique(np.concatenate(padder.rows["input_ids"] + [np.asarray([padder.pad["input_ids"]])]))
     compact = CompactEmbedding(model, used)
+    torch.manual_seed(seed)  # only what the stream cannot reach draws from torch's generator (see use_stream_dropout)
     use_stream_dropout(model, DropoutStream(seed))
     opt = MasterAdamW(model, recipe, recipe.steps, dtype, embedding=compact.emb.weight if compact.active else None)
     model.train()

@@ -25,7 +25,15 @@ def sets(k):
     return out
 
 
+def streams_reach_attention(path) -> bool:
+    from dilmbench.fastpath import DropoutStream, use_stream_dropout
+
+    return not use_stream_dropout(load_classifier(path, 2, 0, "cpu"), DropoutStream(0))["attention_dropout_from_torch"]
+
+
 def alone_and_batched(path, dtype, steps=8, runs=3):
+    if not streams_reach_attention(path):
+        pytest.skip("this transformers applies BERT's attention dropout inside torch's sdpa: the batched path refuses it")
     tok = load_tokenizer(path)
     recipe = FinetuneRecipe(steps=steps, lr=5e-3, micro_batch_tokens=0)
     data, seeds = sets(runs), [11 + r for r in range(runs)]
@@ -94,6 +102,8 @@ def _cfg(glue_dir, tiny_bert, **evaluator):
 
 
 def test_runner_hands_batches_and_writes_one_result_per_run(glue_dir, tiny_bert, tmp_path):
+    if not streams_reach_attention(tiny_bert):
+        pytest.skip("this transformers applies BERT's attention dropout inside torch's sdpa: runs go one at a time")
     import json
 
     from dilmbench.runner import Runner, read_result
@@ -141,6 +151,8 @@ def test_a_kill_mid_grid_loses_only_the_batch_in_flight(glue_dir, tiny_bert, tmp
 
 
 def test_batch_runs_through_workers(glue_dir, tiny_bert, tmp_path):
+    if not streams_reach_attention(tiny_bert):
+        pytest.skip("this transformers applies BERT's attention dropout inside torch's sdpa: runs go one at a time")
     from dilmbench.runner import Runner, read_result
 
     out = tmp_path / "w"
