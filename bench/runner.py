@@ -215,6 +215,7 @@ class Runner:
         learners = self.evaluator.learners()
         split = cfg.get("score_split", "eval")
         plan, in_the_way = [], []
+        self._to_stamp: list = []  # old results proven to be on today's data: run() records their fingerprint
         shard_k, shard_n = self.shard
         n_cell = -1
         for task in self.tasks:
@@ -263,8 +264,9 @@ class Runner:
                             run_hash = stable_hash(run_ident)
                             record = read_result(path) if path.exists() else None  # read once, checked three ways
                             status = result_status(path, run_hash, fingerprint["id"], record)
-                            if status == "no-fingerprint" and self._prove_data(path, data, record):
+                            if status == "no-fingerprint" and self._prove_data(path, data, record, write=False):
                                 status = "done"
+                                self._to_stamp.append((path, record))  # written by run(), not by planning
                             if status == "done" and self._model_changed(record, learner, method_models):
                                 status = "other-model"
                             if status in CHANGED and self.overwrite == "only-missing":
@@ -285,6 +287,8 @@ class Runner:
 
         self.preflight()
         plan = self.plan()
+        for path, record in self._to_stamp:  # planning writes nothing; the run does, once it goes ahead
+            atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
         cfg = self.cfg
         workers = None
         if (self.workers > 1 or self.executor == "ray") and not self.sets_only and any(
@@ -513,10 +517,11 @@ class Runner:
         return False
 
     @staticmethod
-    def _prove_data(path: Path, data, record: dict | None = None) -> bool:
+    def _prove_data(path: Path, data, record: dict | None = None, write: bool = True) -> bool:
         """A finished result from before results recorded their data's fingerprint keeps its place only if its data
         is provably the data read now: the package's embedded files, unchanged since the git commit the result
-        records. Then it gets the fingerprint (and says how it got it); anything else must be made again."""
+        records. Then it gets the fingerprint (and says how it got it; with ``write`` False the caller writes it
+        later, as ``run`` does after planning); anything else must be made again."""
         from .provenance import embedded_files_unchanged
         from .tasks import EMBEDDED_DIR
 
@@ -531,7 +536,8 @@ class Runner:
         record["data"] = {**record["data"], "fingerprint": data.fingerprint(),
                           "fingerprint_source": f"added later: the embedded data files at commit {commit} are the "
                                                 f"files read now (equal git blobs)"}
-        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
+        if write:
+            atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
         return True
 
     def _backfill_card(self, cell, spec, mctx) -> None:

@@ -626,6 +626,11 @@ def test_a_result_from_before_fingerprints_keeps_its_place_only_if_its_data_is_p
         path.write_text(json.dumps(rec))
 
     from_before(head)  # the embedded files then are the files now: kept, and it says how it got its fingerprint
+    before = path.read_text()
+    planner = Runner(cfg, out, progress=False)
+    planner.preflight()
+    planner.plan()
+    assert path.read_text() == before  # planning writes nothing; the run records the fingerprint
     assert Runner(cfg, out, progress=False).run()["done"] == 0
     rec = read_result(path)
     assert rec["data"]["fingerprint"]["complete"] is True and "equal git blobs" in rec["data"]["fingerprint_source"]
