@@ -146,12 +146,35 @@ def grouped_model(models, group: Group):
     return template, names
 
 
+def _group_batch(group: Group, padders, idxs, device):
+    """One step's batch for every run: each run's rows in the order it would take them alone (length-sorted), padded
+    to the group's longest; the group learns each run's own padded length (its dropout masks are drawn in it)."""
+    from .recipe import micro_batches
+
+    rows = [idx[micro_batches(p.lengths[idx], 0)[0]] for p, idx in zip(padders, idxs)]
+    group.rows = len(rows[0])
+    group.lengths = [int(p.lengths[r].max()) for p, r in zip(padders, rows)]
+    parts = [p.batch(r, width=max(group.lengths)) for p, r in zip(padders, rows)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, rows
+
+
+def _write_back(model, names, models) -> None:
+    """Each run's slice of the grouped weights into its own model."""
+    by_name = dict(model.named_modules())
+    with torch.no_grad():
+        for r, m in enumerate(models):
+            own = dict(m.named_modules())
+            for name in names:
+                for pname, p in by_name[name].named_parameters(recurse=False):
+                    getattr(own[name], pname).data.copy_(p.data[r])
+
+
 def train_classifiers_batched(models, tokenizer, sets, recipe, seeds, device: str, weights=None,
                               dtype=torch.bfloat16) -> list[list[float]]:
     """Train ``models`` (same architecture, fresh heads) on ``sets`` [(texts, labels), ...] of one size, run r with
     seed seeds[r], in one pass per step; fine-tunes each model in place and returns each run's per-step losses."""
     from .batching import tokenize
-    from .recipe import endless_batches, micro_batches
+    from .recipe import endless_batches
 
     R = len(models)
     if not (R == len(sets) == len(seeds)):
@@ -195,15 +218,7 @@ def train_classifiers_batched(models, tokenizer, sets, recipe, seeds, device: st
     batches = [endless_batches(n, recipe.batch_size(n), s) for s in seeds]
     losses: list[list[float]] = [[] for _ in range(R)]
     for _ in range(recipe.steps):
-        rows = []
-        for r in range(R):
-            idx = next(batches[r])
-            rows.append(idx[micro_batches(padders[r].lengths[idx], 0)[0]])  # the one-at-a-time path's row order
-        group.rows = len(rows[0])
-        group.lengths = [int(padders[r].lengths[rows[r]].max()) for r in range(R)]
-        width = max(group.lengths)
-        parts = [padders[r].batch(rows[r], width=width) for r in range(R)]
-        batch = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        batch, rows = _group_batch(group, padders, [next(b) for b in batches], device)
         logits = model(**batch).logits.float()
         y = torch.cat([labels[r][rows[r]] for r in range(R)]).to(device)
         ce = F.cross_entropy(logits, y, reduction="none").view(R, -1)
@@ -217,13 +232,7 @@ def train_classifiers_batched(models, tokenizer, sets, recipe, seeds, device: st
         for r, v in enumerate(per_run.detach().tolist()):
             losses[r].append(v)
     opt.finish(model)
-    by_name = dict(model.named_modules())
-    with torch.no_grad():
-        for r, m in enumerate(models):
-            own = dict(m.named_modules())
-            for name in names:
-                for pname, p in by_name[name].named_parameters(recurse=False):
-                    getattr(own[name], pname).data.copy_(p.data[r])
+    _write_back(model, names, models)
     for c in compacts:
         c.restore(opt.embedding_decay())
     return losses

@@ -336,25 +336,15 @@ class Runner:
                     self.counts["not_evaluated"] += len(todo)
                     bar.update(len(todo))
                     continue
+                base = {"task": task, "data": data, "spec": spec, "method": method, "cell": cell,
+                        "seeded_by_content": where[0] == "content", "set_seed": set_seed, "ts": ts,
+                        "set_file": set_file, "env": env, "device": dev, "bar": bar,
+                        "timing": {"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s},
+                        "threads": workers.threads if workers is not None else dev.get("torch_threads")}
                 for r in todo:
-                    init_seed = derive_seed(cfg["seed"], task.name, *where, r.init)
-                    meta = {"run": r, "task": task, "data": data, "spec": spec, "method": method, "cell": cell,
-                            "seeded_by_content": where[0] == "content",
-                            "set_seed": set_seed, "init_seed": init_seed, "ts": ts, "set_file": set_file,
-                            "timing": {"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s},
-                            "env": env, "device": dev, "bar": bar, "path": str(r.path),
-                            "threads": workers.threads if workers is not None else dev.get("torch_threads")}
-                    if self.batch_runs > 1:  # gathered per (DPC, learner) and handed over batch_runs at a time
-                        group = groups.setdefault((dpc, r.learner), [])
-                        group.append(meta)
-                        if len(group) == self.batch_runs:
-                            self._dispatch(groups.pop((dpc, r.learner)), ectx, workers, task, data, split)
-                    elif workers is None:
-                        t0 = time.perf_counter()
-                        res = self.evaluator.evaluate(ectx, ts, r.learner, init_seed)
-                        self._finish(meta, res, time.perf_counter() - t0, 0)
-                    else:
-                        workers.submit(self._job(task, data, split, ts, r.learner, init_seed), meta)
+                    meta = {**base, "run": r, "path": str(r.path),
+                            "init_seed": derive_seed(cfg["seed"], task.name, *where, r.init)}
+                    self._evaluate_or_queue(meta, groups, ectx, workers, split)
                 if workers is not None:
                     for done in workers.harvest():
                         self._finish(*done)
@@ -377,6 +367,22 @@ class Runner:
         if cell.given is not None and method.config.get("seed_by") == "content":
             return ("content", cell.given.content_hash())
         return (spec.label, cell.dpc, cell.set_index)
+
+    def _evaluate_or_queue(self, meta: dict, groups: dict, ectx, workers, split: str) -> None:
+        """One run: evaluated here, handed to a worker, or (--batch-runs) queued per (DPC, learner) until its batch
+        is full."""
+        r, task, data, ts = meta["run"], meta["task"], meta["data"], meta["ts"]
+        if self.batch_runs > 1:
+            key = (meta["cell"].dpc, r.learner)
+            groups.setdefault(key, []).append(meta)
+            if len(groups[key]) == self.batch_runs:
+                self._dispatch(groups.pop(key), ectx, workers, task, data, split)
+        elif workers is None:
+            t0 = time.perf_counter()
+            res = self.evaluator.evaluate(ectx, ts, r.learner, meta["init_seed"])
+            self._finish(meta, res, time.perf_counter() - t0, 0)
+        else:
+            workers.submit(self._job(task, data, split, ts, r.learner, meta["init_seed"]), meta)
 
     def _job(self, task, data, split, ts, learner, seed) -> dict:
         from .config import evaluator_options
