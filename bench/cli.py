@@ -101,7 +101,9 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
     elapsed = time.perf_counter() - t0
     click.echo(f"done in {elapsed:.0f}s: {counts['done']} runs, {counts['skipped']} skipped, "
                f"{counts['sets_made']} sets made, {counts['sets_reused']} reused -> {out}/{runs_dir(cfg['score_split'])}"
-               + (f"; --sets-only: {counts['not_evaluated']} runs not evaluated" if sets_only else ""))
+               + (f"; --sets-only: {counts['not_evaluated']} runs not evaluated" if sets_only else "")
+               + (f"; {counts['left_to_others']} left to another process on the same --out"
+                  if counts.get("left_to_others") else ""))
     if runner.phases:
         split = ", ".join(f"{k} {v:.0f}s" for k, v in sorted(runner.phases.items(), key=lambda kv: -kv[1]))
         click.echo(f"time by phase: {split}; loading and planning {max(0.0, elapsed - sum(runner.phases.values())):.0f}s")

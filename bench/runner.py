@@ -282,6 +282,17 @@ class Runner:
         return plan
 
     def run(self) -> dict:
+        """Plan the grid, then make its sets and evaluate its runs. Several processes on one --out split the work:
+        each takes a claim on what it makes (dilmbench.claims) and leaves the rest to the others."""
+        from .claims import Claims
+
+        self.claims = Claims(self.out)
+        try:
+            return self._run()
+        finally:
+            self.claims.release_all()
+
+    def _run(self) -> dict:
         from .progress import progress
         from .provenance import device_info, environment_summary, model_revision
 
@@ -318,11 +329,14 @@ class Runner:
             for cell in planned:
                 dpc, set_index, ident, set_hash = cell.dpc, cell.set_index, cell.identity, cell.config_hash
                 todo = [r for r in cell.runs if r.status in REDO[self.overwrite]]
+                self._left_to_others = 0
+                if not self.sets_only:
+                    todo = self._claim(todo, bar)
                 for r in todo:
                     if r.status in REPLACING:  # said, never silent
                         self.log(f"replacing {r.path}: {REPLACING[r.status]}")
-                self.counts["skipped"] += len(cell.runs) - len(todo)
-                bar.update(len(cell.runs) - len(todo))
+                self.counts["skipped"] += len(cell.runs) - len(todo) - self._left_to_others
+                bar.update(len(cell.runs) - len(todo) - self._left_to_others)
                 if not todo:
                     self._backfill_card(cell, spec, mctx)
                     continue
@@ -367,6 +381,27 @@ class Runner:
         if cell.given is not None and method.config.get("seed_by") == "content":
             return ("content", cell.given.content_hash())
         return (spec.label, cell.dpc, cell.set_index)
+
+    def _claim(self, todo: list, bar) -> list:
+        """The runs of ``todo`` this process takes; the ones another process holds are left to it (and counted), and
+        one another process finished since the plan was made is skipped."""
+        mine, self._left_to_others = [], 0
+        for r in todo:
+            if not self.claims.take(self._key(r.path)):
+                self._left_to_others += 1
+                self.counts["left_to_others"] = self.counts.get("left_to_others", 0) + 1
+                bar.update(1)
+            elif r.status == "missing" and result_status(r.path, r.config_hash) == "done":
+                self.claims.release(self._key(r.path))  # finished by another process meanwhile
+                self._left_to_others += 1
+                self.counts["left_to_others"] = self.counts.get("left_to_others", 0) + 1
+                bar.update(1)
+            else:
+                mine.append(r)
+        return mine
+
+    def _key(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.out))
 
     def _evaluate_or_queue(self, meta: dict, groups: dict, ectx, workers, split: str) -> None:
         """One run: evaluated here, handed to a worker, or (--batch-runs) queued per (DPC, learner) until its batch
@@ -459,6 +494,7 @@ class Runner:
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         atomic_write_text(r.path, json.dumps(record, indent=1, sort_keys=False) + "\n")
+        self.claims.release(self._key(r.path))
         self.counts["done"] += 1
         meta["bar"].update(1)
         meta["bar"].set_postfix(score=f"{record['score']:.3f}")
@@ -476,6 +512,9 @@ class Runner:
             ts = given
         else:
             ts, meta = self._stored_set(path, set_hash, mctx.task) if self.overwrite != "always" else (None, None)
+            if ts is None and self.overwrite != "always" and not self.claims.wait(
+                    self._key(path), lambda: self._stored_set(path, set_hash, mctx.task)[0] is not None):
+                ts, meta = self._stored_set(path, set_hash, mctx.task)  # another process made it meanwhile
             if ts is not None:
                 card = meta.get("card")  # a reused set keeps the card it was saved with
                 self.counts["sets_reused"] += 1
@@ -492,6 +531,7 @@ class Runner:
         ts.validate(mctx.task)
         ts.provenance = {**ts.provenance, "set_config_hash": set_hash, "set_identity": ident}
         save_textset(ts, path, card=card or set_card(ts, mctx.data, self.cache_dir))
+        self.claims.release(self._key(path))
         return ts, path, time.perf_counter() - t0
 
     @staticmethod

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -707,3 +708,74 @@ def test_the_same_given_set_twice_is_refused(glue_dir, tiny_bert, tmp_path):
     res, out = _bad(["--methods", f"file:{sets}"], tmp_path, glue_dir, tiny_bert)
     lines = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert res.exit_code == 2 and len(lines) == 1 and "hold the same examples" in lines[0]
+
+
+SLOW_EVALUATOR = '''
+import time
+
+from dilmbench.api import Evaluator
+from dilmbench.registry import register_evaluator
+
+
+@register_evaluator("slow_majority")
+class SlowMajority(Evaluator):
+    """Predicts the set's majority class after a pause (a run that takes time, deterministically)."""
+    default_config = {"pause": 0.4}
+    def learners(self):
+        return ["majority"]
+    def required_models(self):
+        return []
+    def evaluate(self, ctx, textset, learner, seed):
+        time.sleep(self.config["pause"])
+        top = max(set(textset.labels), key=textset.labels.count)
+        return {**ctx.task.score(ctx.data.labels(ctx.split), [top] * len(ctx.data.labels(ctx.split))),
+                "seed_seen": seed}
+'''
+
+
+def test_two_runs_on_one_out_split_the_grid(glue_dir, tmp_path):
+    import subprocess
+    import sys
+
+    plugin = tmp_path / "slow.py"
+    plugin.write_text(SLOW_EVALUATOR)
+    args = ["run", "--preset", "quick", "--plugin", str(plugin), "--evaluator", "slow_majority", "--methods", "random",
+            "--dpc", "2,3", "--sets", "4", "--inits", "2", "--data-dir", str(glue_dir), "--dev-size", "10",
+            "--no-progress"]
+    cmd = [sys.executable, "-c", "from dilmbench.cli import main; main()"]
+    shared = tmp_path / "shared"
+    procs = [subprocess.Popen(cmd + args + ["--out", str(shared)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    said = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), said
+    done = [int(re.search(r"done in \d+s: (\d+) runs", out).group(1)) for out, _ in said]
+    assert sum(done) == 16 and min(done) > 0, said  # every run once, and both did some
+    assert not list((shared / ".claims").glob("*"))  # every claim released
+    alone = tmp_path / "alone"
+    res = subprocess.run(cmd + args + ["--out", str(alone)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    files = sorted(p.relative_to(alone) for p in (alone / "runs").rglob("*.json"))
+    assert files == sorted(p.relative_to(shared) for p in (shared / "runs").rglob("*.json")) and len(files) == 16
+    for f in files:
+        a, b = read_result(alone / f), read_result(shared / f)
+        assert (a["score"], a["config_hash"], a["seeds"]) == (b["score"], b["config_hash"], b["seeds"])
+    for f in sorted((alone / "sets").rglob("*.jsonl")):  # the sets too, each made once
+        assert (shared / f.relative_to(alone)).read_text() == f.read_text()
+
+
+def test_a_dead_processs_claim_does_not_block(tmp_path):
+    import subprocess
+    import sys
+
+    from dilmbench.claims import Claims
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    mine = Claims(tmp_path)
+    assert mine.take("runs/a.json")
+    other = Claims(tmp_path)
+    other.me = {**other.me, "pid": pid}  # as a process that has since died
+    assert not other.take("runs/a.json")  # held by a live process (this one)
+    mine.release("runs/a.json")
+    assert other.take("runs/b.json")  # the dead process takes b ...
+    assert mine.take("runs/b.json")  # ... and its claim does not block anyone once it is gone
