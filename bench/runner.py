@@ -178,18 +178,25 @@ class Runner:
     def preflight(self):
         from .models import check_model_available, pick_device
 
+        self.build()
+        self.device = pick_device(self.cfg.get("device"))
+        ensure_writable(self.out)
+        for model_id in self.required_models():
+            check_model_available(model_id)
+
+    def build(self) -> None:
+        """The grid's tasks, methods and evaluator from the config (bad names stop here); nothing is loaded."""
         cfg = self.cfg
         self.tasks = [get_task(t) for t in cfg["tasks"]]
         self.specs = [MethodSpec.parse(m, cfg.get("method_options", {})) for m in cfg["methods"]]
         self.methods = {s.label: METHODS.get(s.name).for_preset(cfg.get("preset"), **s.options) for s in self.specs}
         self.evaluator = build_evaluator(cfg)
-        self.device = pick_device(cfg.get("device"))
-        ensure_writable(self.out)
+
+    def required_models(self) -> list[str]:
         models = set() if self.sets_only else set(self.evaluator.required_models())
         for m in self.methods.values():
-            models.update(m.required_models(cfg["encoder"]))
-        for model_id in sorted(models):
-            check_model_available(model_id)
+            models.update(m.required_models(self.cfg["encoder"]))
+        return sorted(models)
 
     # ---- identities and paths ------------------------------------------------------------------------------
     def set_identity(self, data, spec: MethodSpec, dpc: int, set_index: int) -> dict:

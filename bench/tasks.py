@@ -209,12 +209,19 @@ class TaskData:
         """The split's texts as tuples (1 or 2 fields); converted from Arrow once and kept."""
         if ("texts", split) not in self._columns:
             ds = getattr(self, split)
-            self._columns[("texts", split)] = list(zip(*[ds[f] for f in self.task.text_fields]))
+            if hasattr(ds, "with_format"):  # whole Arrow columns (a datasets Column iterates row by row: 40x slower)
+                arrow = ds.with_format("arrow")
+                cols = [arrow[f].to_pylist() for f in self.task.text_fields]
+            else:
+                cols = [ds[f] for f in self.task.text_fields]
+            self._columns[("texts", split)] = list(zip(*cols))
         return self._columns[("texts", split)]
 
     def labels(self, split: str) -> np.ndarray:
         if ("labels", split) not in self._columns:
-            self._columns[("labels", split)] = np.asarray(getattr(self, split)["label"], dtype=np.int64)
+            ds = getattr(self, split)
+            col = ds.with_format("arrow")["label"].to_numpy() if hasattr(ds, "with_format") else ds["label"]
+            self._columns[("labels", split)] = np.asarray(col, dtype=np.int64)
         return self._columns[("labels", split)]
 
     def column(self, split: str, name: str) -> list | None:

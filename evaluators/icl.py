@@ -260,6 +260,30 @@ class ICLEvaluator(Evaluator):
             self._perplexity[key] = float(torch.exp(nll))
         return self._perplexity[key]
 
+    def estimate_cost(self, cctx, set_size: int, learner: str) -> list | None:
+        """One run: the demonstrations' prefix once (its KV cache reused), then every query with each label word
+        after it; weights in bfloat16 on CUDA, float32 on a CPU (dtype auto). Notes a prompt longer than the model's
+        context, which the run would refuse."""
+        from dilmbench.cost import StageCost, model_shape
+
+        shape = model_shape(learner)
+        if shape is None:
+            return None
+        fields = len(cctx.task.text_fields)
+        demo = float(cctx.pool_lengths.mean()) + 3 * fields + 3  # "field: " per field, "label: word\n\n"
+        prefix = set_size * demo
+        query = float(cctx.eval_lengths.mean()) + 3 * fields + 2 if len(cctx.eval_lengths) else 0.0
+        n = min(cctx.eval_size, self.config["max_eval"] or cctx.eval_size)
+        labels = cctx.task.num_labels
+        flops = shape.forward_flops(prefix, prefix) + shape.forward_flops(n * labels * query, prefix + query)
+        wbytes = 2 if cctx.cuda or self.config["dtype"] == "bfloat16" else 4
+        longest = int(prefix + float(cctx.eval_lengths.max(initial=0)) + 3 * fields + 2)
+        note = ""
+        if shape.positions and longest > shape.positions:
+            note = f"prompt ~{longest} tokens > context {shape.positions}: the run would refuse it"
+        return [StageCost("prompt", flops, shape.infer_bytes(self.config["batch_size"], longest, wbytes, kv_cache=True),
+                          per="run", note=note)]
+
     def evaluate(self, ctx: EvalContext, textset, learner: str, seed: int) -> dict:
         task = ctx.task
         words = label_words(task, self.config["label_words"])

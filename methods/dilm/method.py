@@ -381,6 +381,69 @@ class DiLMMethod(Method):
                                    "pooling": ctx.pooling})
 
 
+    def estimate_cost(self, cctx, dpc: int) -> list | None:
+        """Stage 1 (lm_steps LM steps) and stage 2 (outer x inner matching updates, the learner's trajectory, a fresh
+        sample pool every gen_interval outer loops) once per task; stage 3 per set (DPC x sample_factor samples per
+        class, the class filter's likelihoods, the encoder pass k-centers reads). Sampling length: each batch runs to
+        its longest text, the expected longest of gen_batch_size texts like the pool's (or every sample to
+        max_new_tokens with ``cctx.extra["generation"] == "max"``, as an untrained generator writes)."""
+        from dilmbench.cost import StageCost, expected_batch_max, model_shape
+
+        cfg = self.task_config(cctx.task)
+        gen, learner = model_shape(cfg["generator"]), model_shape(cfg["learner"])
+        enc = model_shape(cctx.encoder) if cctx.encoder else None
+        if gen is None or (self.config["gm"] and learner is None) or enc is None:
+            return None
+        C = cctx.task.num_labels
+        pool = cctx.pool_lengths
+        lm_cap = cfg["max_length"] or gen.positions
+        new = max_new_tokens(cfg, cctx.task)
+
+        def sample_len(batch):
+            if cctx.extra.get("generation") == "max":
+                return float(new + 1)
+            return min(expected_batch_max(pool, batch), new + 1.0)
+
+        def sampling(n, batch):  # n samples, decoded batch by batch with a KV cache (per-token cost at half length)
+            length = sample_len(batch)
+            return gen.forward_flops(n * length, length / 2, lm_head=True), length
+
+        lm_batch = cfg["lm_batch_size"]
+        lm_len = expected_batch_max(pool, lm_batch, lm_cap)
+        stages = [StageCost("stage 1: LM training", cfg["lm_steps"] * 3 * gen.forward_flops(lm_batch * lm_len, lm_len, True),
+                            gen.train_bytes(lm_batch, int(lm_len), lm_head=True), per="task")]
+        if self.config["gm"]:
+            l_cap = cfg["learner_max_length"]
+            l_len = min(float(pool.mean()), l_cap)
+            updates = cfg["outer_loops"] * cfg["inner_loops"]
+            real = learner.forward_flops(cfg["real_batch"] * cfg["real_accum"] * l_len, l_len)
+            syn_len = sample_len(cfg["gen_batch_size"])
+            syn = (3 * gen.forward_flops(cfg["syn_batch"] * syn_len, syn_len, True)
+                   + learner.forward_flops(cfg["syn_batch"] * min(syn_len, l_cap), min(syn_len, l_cap)))
+            lb = cfg["learner_batch_size"]
+            l_pad = expected_batch_max(pool, lb, l_cap)
+            trajectory = (cfg["outer_loops"] * (cfg["inner_loops"] - 1) * cfg["learner_steps"]
+                          * 3 * learner.forward_flops(lb * l_pad, l_pad))
+            n_pools = -(-cfg["outer_loops"] // cfg["gen_interval"])
+            pool_n = cfg["pool_batches"] * cfg["syn_batch"]
+            gen_f, g_len = sampling(pool_n, cfg["gen_batch_size"])
+            pools = n_pools * C * (gen_f + learner.forward_flops(pool_n * min(g_len, l_cap), min(g_len, l_cap)))
+            mem = max(gen.train_bytes(cfg["syn_batch"], int(syn_len), lm_head=True) + learner.params * 4
+                      + learner.infer_bytes(cfg["real_batch"], int(l_cap)),
+                      learner.train_bytes(lb, int(l_pad)) + gen.params * 16)
+            stages.append(StageCost("stage 2: gradient matching", updates * C * (real + syn) + trajectory + pools, mem,
+                                    per="task", note=f"{updates:,} updates, {n_pools} sample pools of {pool_n:,} per class"))
+        n = dpc * cfg["sample_factor"]
+        gen_f, g_len = sampling(n, cfg["gen_batch_size"])
+        kept = n * (cfg["class_filter"] or 1.0)
+        # the class filter scores every candidate under each of the C classes
+        extra = (C * C * gen.forward_flops(n * g_len, g_len, True) if cfg["class_filter"] is not None else 0.0)
+        stages.append(StageCost(f"stage 3: sample + select (DPC {dpc})",
+                                C * (gen_f + enc.forward_flops(kept * g_len, g_len)) + extra,
+                                gen.infer_bytes(cfg["gen_batch_size"], int(g_len), 2 if cctx.cuda else 4, kv_cache=True),
+                                per="set"))
+        return stages
+
     def filter_by_class(self, cand: list, label: int, dpc: int, share: float, device) -> list:
         """The ``share`` of candidates (at least dpc) with the largest class margin under the generator itself."""
         if not 0 < share <= 1:
