@@ -79,6 +79,8 @@ class Shape:
         """Parameters a token's forward pass multiplies by (attention, MLP), without embeddings or an LM head."""
         kv = self.width * self.kv_heads // self.heads
         attn = self.width * (2 * self.width + 2 * kv) + 2 * self.width + 2 * kv
+        if self.model_type == "xlnet":  # a fifth projection, of the relative positions
+            attn += self.width * self.width
         mlp = (3 if self.gated else 2) * self.width * self.ffn + self.ffn + self.width
         return self.layers * (attn + mlp + 4 * self.width)
 
@@ -94,10 +96,12 @@ class Shape:
             per_token += 2 * self.vocab * self.width
         return tokens * per_token
 
-    def train_bytes(self, batch: int, length: int, lm_head: bool = False, param_bytes: int = 16) -> int:
-        acts = self.layers * batch * length * (34 * self.width + 5 * self.heads * length)
+    def train_bytes(self, batch: int, length: int, lm_head: bool = False, param_bytes: int = 16,
+                    act_scale: float = 1.0) -> int:
+        """Training memory; activations in 16 bits (``act_scale`` 2: float32, as a CPU without autocast keeps them)."""
+        acts = act_scale * self.layers * batch * length * (34 * self.width + 5 * self.heads * length)
         logits = batch * length * self.vocab * 4 * (3 if lm_head else 0)
-        return self.params * param_bytes + acts + logits
+        return int(self.params * param_bytes + acts + logits)
 
     def infer_bytes(self, batch: int, length: int, weight_bytes: int = 4, kv_cache: bool = False) -> int:
         acts = batch * length * (4 * self.width + self.heads * length) * weight_bytes * 4
@@ -197,6 +201,9 @@ class StageCost:
     per: str = "set"
     count: int = 1
     note: str = ""
+    # bytes a memory-bound part must move (a decoding step reads every weight once): its time is bytes / bandwidth,
+    # added to the FLOPs' time
+    bytes_moved: float = 0.0
 
 
 @dataclass
@@ -212,10 +219,20 @@ class CostContext:
     device: str
     encoder: str | None = None
     extra: dict = field(default_factory=dict)
+    set_lengths: np.ndarray | None = None  # a given set's own token lengths (file: sets); None: like the pool's
 
     @property
     def cuda(self) -> bool:
         return str(self.device).startswith("cuda")
+
+    @property
+    def act_scale(self) -> float:
+        """Activations in bfloat16 on CUDA (autocast), float32 on a CPU (the paper preset's CPU runs)."""
+        return 1.0 if self.cuda else 2.0
+
+    @property
+    def weight_bytes(self) -> int:
+        return 2 if self.cuda else 4
 
 
 def context_for(data, device: str, encoder: str | None, sample: int = 4000, seed: int = 0) -> CostContext:
@@ -229,8 +246,12 @@ def context_for(data, device: str, encoder: str | None, sample: int = 4000, seed
                        pool_size=len(pool), device=device, encoder=encoder)
 
 
-def hours(flops: float, device_flops: float, utilisation: float) -> float:
-    return flops / (device_flops * utilisation) / 3600.0
+def hours(flops: float, device_flops: float, utilisation: float, bytes_moved: float = 0.0,
+          bandwidth: float | None = None) -> float:
+    seconds = flops / (device_flops * utilisation)
+    if bytes_moved and bandwidth:
+        seconds += bytes_moved / bandwidth
+    return seconds / 3600.0
 
 
 def fmt_flops(x: float | None) -> str:

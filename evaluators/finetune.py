@@ -99,7 +99,7 @@ class FinetuneEvaluator(Evaluator):
         if shape is None:
             return None
         r = self.recipe
-        lengths = np.minimum(cctx.pool_lengths, r.max_length)
+        lengths = np.minimum(cctx.pool_lengths if cctx.set_lengths is None else cctx.set_lengths, r.max_length)
         batch = r.batch_size(set_size)
         longest = expected_batch_max(lengths, batch, r.max_length)
         padded = r.micro_tokens(cctx.device) == 0
@@ -108,9 +108,10 @@ class FinetuneEvaluator(Evaluator):
         ev_len = np.minimum(cctx.eval_lengths, r.max_length)
         ev_mean = float(ev_len.mean()) if len(ev_len) else 0.0
         evaluate = shape.forward_flops(cctx.eval_size * ev_mean, ev_mean)
-        return [StageCost("train", train, shape.train_bytes(batch, int(math.ceil(longest))), per="run"),
-                StageCost("evaluate", evaluate, shape.infer_bytes(r.eval_batch_size, int(ev_len.max(initial=1))),
-                          per="run")]
+        return [StageCost("train", train, shape.train_bytes(batch, int(math.ceil(longest)), act_scale=cctx.act_scale),
+                          per="run"),
+                StageCost("evaluate", evaluate, shape.infer_bytes(r.eval_batch_size, int(ev_len.max(initial=1)),
+                                                                  cctx.weight_bytes), per="run")]
 
     def _score(self, ctx: EvalContext, model, learner: str, textset, losses, timing: dict) -> dict:
         tok = self._tokenizer(learner)
