@@ -182,7 +182,8 @@ class SelectionMethod(Method):
         mean = float(cctx.pool_lengths.mean()) if len(cctx.pool_lengths) else 0.0
         tokens = cctx.pool_size * mean
         return [StageCost(f"embed pool ({cctx.encoder})", shape.forward_flops(tokens, mean),
-                          shape.infer_bytes(256, int(cctx.pool_lengths.max(initial=1))), per="task")]
+                          shape.infer_bytes(256, int(cctx.pool_lengths.max(initial=1))), per="task",
+                          steps=-(-cctx.pool_size // 256))]
 
 
 @dataclass

@@ -84,12 +84,15 @@ def main():
               help="With --dry-run: the share of --device-flops a run reaches (default 0.3).")
 @click.option("--device-bandwidth", type=float, default=None,
               help="With --dry-run: memory bandwidth in bytes/s, for memory-bound decoding (default 2e12).")
+@click.option("--step-floor", type=float, default=None,
+              help="With --dry-run: the least seconds one sequential step (optimizer or decoding step) takes "
+              "(default 0.02).")
 @click.option("--device-memory", type=float, default=None,
               help="With --dry-run: device memory in GiB; runs and stages estimated above it are flagged (default 80).")
 def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, data_dir,
         data_source, dev_size, seed, device, score_split, out, overwrite, workers, executor, ray_address,
         threads_per_worker, batch_runs, sets_only, shard, plugins, no_progress, dry_run, device_flops, utilisation,
-        device_bandwidth, device_memory):
+        device_bandwidth, step_floor, device_memory):
     """Run the grid and write one result file per run."""
     import time
 
@@ -107,17 +110,14 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
                     threads_per_worker=threads_per_worker, executor=executor, ray_address=ray_address,
                     sets_only=sets_only, shard=shard, batch_runs=batch_runs)
     if dry_run:
-        from .dryrun import (DEFAULT_BANDWIDTH, DEFAULT_DEVICE_FLOPS, DEFAULT_MEMORY, DEFAULT_UTILISATION,
-                             dry_run as plan_cost)
+        from .dryrun import dry_run as plan_cost, make_device
 
-        text, _ = plan_cost(runner, DEFAULT_DEVICE_FLOPS if device_flops is None else device_flops,
-                            DEFAULT_UTILISATION if utilisation is None else utilisation,
-                            bandwidth=DEFAULT_BANDWIDTH if device_bandwidth is None else device_bandwidth,
-                            memory=DEFAULT_MEMORY if device_memory is None else device_memory * 2**30)
+        text, _ = plan_cost(runner, make_device(device_flops, utilisation, device_bandwidth, step_floor, device_memory))
         click.echo(text)
         return
-    if any(v is not None for v in (device_flops, utilisation, device_bandwidth, device_memory)):
-        raise DilmbenchError("--device-flops, --utilisation, --device-bandwidth and --device-memory go with --dry-run")
+    if any(v is not None for v in (device_flops, utilisation, device_bandwidth, step_floor, device_memory)):
+        raise DilmbenchError("--device-flops, --utilisation, --device-bandwidth, --step-floor and --device-memory go "
+                             "with --dry-run")
     counts = runner.run()
     from .record import runs_dir
 

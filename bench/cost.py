@@ -204,6 +204,8 @@ class StageCost:
     # bytes a memory-bound part must move (a decoding step reads every weight once): its time is bytes / bandwidth,
     # added to the FLOPs' time
     bytes_moved: float = 0.0
+    # sequential steps (optimizer steps, decoding steps, batches): none runs faster than the device's step floor
+    steps: int = 0
 
 
 @dataclass
@@ -246,12 +248,25 @@ def context_for(data, device: str, encoder: str | None, sample: int = 4000, seed
                        pool_size=len(pool), device=device, encoder=encoder)
 
 
-def hours(flops: float, device_flops: float, utilisation: float, bytes_moved: float = 0.0,
-          bandwidth: float | None = None) -> float:
-    seconds = flops / (device_flops * utilisation)
-    if bytes_moved and bandwidth:
-        seconds += bytes_moved / bandwidth
-    return seconds / 3600.0
+@dataclass(frozen=True)
+class Device:
+    """The stated device: peak FLOP/s and the share of it a run reaches, memory bandwidth, the least time one
+    sequential step takes (kernel launches and Python per optimizer or decoding step, whatever its size), memory."""
+
+    flops: float
+    utilisation: float
+    bandwidth: float
+    step_floor: float
+    memory: float
+
+    def seconds(self, stage: StageCost) -> float:
+        """max(FLOPs at the utilisation + bytes over the bandwidth, steps x the step floor): one occurrence."""
+        work = stage.flops / (self.flops * self.utilisation) + stage.bytes_moved / self.bandwidth
+        return max(work, stage.steps * self.step_floor)
+
+
+def hours(flops: float, device_flops: float, utilisation: float) -> float:
+    return flops / (device_flops * utilisation) / 3600.0
 
 
 def fmt_flops(x: float | None) -> str:

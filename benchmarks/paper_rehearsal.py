@@ -14,7 +14,7 @@ per step (so each step's peak memory is its own):
   stage 1+3   dilm_vanilla: stage 1 (--lm-steps LM steps at batch 64), stage 3 (DPC 5 x --sample-factor samples per
               class at the reference's length: an untrained generator never stops before it), sets only
   stage 2+3   dilm: one outer loop of gradient matching (2 inner updates at the real batches: 200 real / 64
-              synthetic per class, 100 x 2 on pairs; a learner step between; a sample pool of 2 x 64 per class
+              synthetic per class, 100 x 2 on pairs; a learner step between; a sample pool of 64 per class
               clustered into 64), then stage 3, then the three learners fine-tune its set
   bert-large  BERT-large as a fourth learner (the paper's Table 2), on the first task
   icl         each --icl model prompted with a DPC-5 random set (16 evaluation queries; the demonstrations'
@@ -50,12 +50,13 @@ except SystemExit as exc:
     rc = exc.code or 0
 except BaseException:
     rc, err = 1, traceback.format_exc()
-json.dump({"rc": rc, "wall_s": time.perf_counter() - t0, "error": err,
-           "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}, open(out, "w"))
+# VmHWM: this process's own peak (ru_maxrss would keep the parent's size at the fork, across exec)
+hwm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+json.dump({"rc": rc, "wall_s": time.perf_counter() - t0, "error": err, "peak_rss_bytes": hwm}, open(out, "w"))
 """
 
-DILM_FEW_STEPS = {  # the reference's batch sizes and lengths; only the counts of steps are cut
-    "outer_loops": 1, "inner_loops": 2, "learner_steps": 1, "n_repsets": 1, "pool_batches": 2, "gen_interval": 1,
+DILM_FEW_STEPS = {  # the reference's batch sizes and lengths; the counts of steps are cut
+    "outer_loops": 1, "inner_loops": 2, "learner_steps": 1, "n_repsets": 1, "pool_batches": 1, "gen_interval": 1,
     "ckpt_every": 1000,
 }
 
@@ -143,7 +144,7 @@ def estimate(args_list: list[str], env: dict, device: str, flops: float) -> dict
     import click
 
     from dilmbench import cli
-    from dilmbench.dryrun import dry_run
+    from dilmbench.dryrun import dry_run, make_device
     from dilmbench.runner import Runner
 
     old = {k: os.environ.get(k) for k in env}
@@ -156,7 +157,8 @@ def estimate(args_list: list[str], env: dict, device: str, flops: float) -> dict
                               p["data_source"], p["dev_size"], p["seed"], "cpu" if device == "cpu" else "auto",
                               p["score_split"])
         runner = Runner(cfg, p["out"], progress=False, sets_only=p["sets_only"])
-        _, info = dry_run(runner, flops, 1.0, device=device, generation="max")
+        # compute at the measured matmul rate, nothing else: the report shows what the FLOPs alone miss
+        _, info = dry_run(runner, make_device(flops, 1.0, step_floor=0.0), device=device, generation="max")
         if p["sets_only"]:
             info["detail"] = [d for d in info["detail"] if d["per"] != "run"]
         return info
@@ -199,8 +201,10 @@ def measured(out: Path, task: str, log: str) -> dict:
 
 def write_yaml(path: Path, a, dilm_extra: dict | None = None) -> Path:
     path.write_text(json.dumps({"preset": "paper", "method_options": {
-        "dilm": {**DILM_FEW_STEPS, "lm_steps": a.lm_steps, "sample_factor": a.sample_factor, **(dilm_extra or {})},
-        "dilm_vanilla": {"lm_steps": a.lm_steps, "sample_factor": a.sample_factor, "ckpt_every": 1000}},
+        "dilm": {**DILM_FEW_STEPS, "lm_steps": a.lm_steps, "sample_factor": a.sample_factor,
+                 "gen_batch_size": a.gen_batch, **(dilm_extra or {})},
+        "dilm_vanilla": {"lm_steps": a.lm_steps, "sample_factor": a.sample_factor, "ckpt_every": 1000,
+                         "gen_batch_size": a.gen_batch}},
         "evaluator_options": {"icl": {"max_eval": 16, "max_demo_perplexity": 1e12}}}))
     return path
 
@@ -253,14 +257,14 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=2, help="fine-tuning steps per run")
     ap.add_argument("--lm-steps", type=int, default=2)
     ap.add_argument("--sample-factor", type=int, default=2)
+    ap.add_argument("--gen-batch", type=int, default=64,
+                    help="DiLM's sampling batch (the reference's 64; a CPU decodes 16 four times as fast)")
     ap.add_argument("--icl", default="gpt2-xl,facebook/opt-2.7b")
     ap.add_argument("--report-only", action="store_true",
                     help="render the report from the steps already run under --work, with today's cost model")
     ap.add_argument("--only", default=None, help="comma-separated steps to run (coresets,long,stage13,stage23,"
                                                       "bert-large,icl)")
     a = ap.parse_args()
-
-    from dilmbench.rehearsal import build_standins
 
     tasks = [t for t in a.tasks.split(",") if t]
     icl = [m for m in a.icl.split(",") if m]
@@ -275,7 +279,14 @@ def main() -> int:
         corpus += [" ".join(str(x) for x in row) for row in df.drop(columns=[c for c in ("label", "idx") if c in df]).values]
     t0 = time.perf_counter()
     models = ["bert-base-uncased", "roberta-base", "xlnet-base-cased", "gpt2", "bert-large-uncased"] + icl
-    model_map = build_standins(models, a.work / "models", corpus)
+    # built in a process of their own: the driver stays small while the steps run (a 2.7B model's float32 weights
+    # would otherwise stay in its memory)
+    (a.work / "corpus.json").write_text(json.dumps(corpus))
+    subprocess.run([sys.executable, "-c", "import json, sys; from dilmbench.rehearsal import build_standins; "
+                    "build_standins(sys.argv[1].split(','), sys.argv[2], json.load(open(sys.argv[3])), "
+                    "dtypes={'meta-llama/Llama-2-7b-hf': 'bfloat16'})", ",".join(models), str(a.work / "models"),
+                    str(a.work / "corpus.json")], check=True)
+    model_map = a.work / "models" / "model_map.json"
     build_s = time.perf_counter() - t0
     env = {**os.environ, "DILMBENCH_MODEL_MAP": str(model_map), "DILMBENCH_DATA_DIR": str(data),
            "DILMBENCH_CACHE": str(a.work / "cache"), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -285,7 +296,8 @@ def main() -> int:
         saved = json.loads(record.read_text())
         steps, dev_flops, build_s = saved["steps"], saved["dev_flops"], saved["build_s"]
     else:
-        dev_flops = matmul_flops(a.device)
+        # the paper preset's precision there: bfloat16 autocast on CUDA, float32 on a CPU
+        dev_flops = matmul_flops(a.device, "bfloat16" if a.device.startswith("cuda") else "float32")
         steps = []
         limit = 0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         for task in tasks:
@@ -314,10 +326,11 @@ def render(steps, a, dev_flops: float, build_s: float, models: list[str]) -> str
 
     lines = [f"paper preset rehearsal on stand-ins (dilmbench.rehearsal): device {a.device}, "
              f"{os.environ.get('OMP_NUM_THREADS', 'default')} threads; measured matmul {dev_flops / 1e9:,.0f} GFLOP/s "
-             f"(float32, 4096x768x3072) used as the dry run's device FLOP/s at 100% utilisation",
+             f"({'bfloat16' if a.device.startswith('cuda') else 'float32'}, 4096x768x3072) used as the dry run's device FLOP/s at 100% utilisation",
              f"stand-ins built in {build_s:.0f} s: {', '.join(models)}",
              f"data: train cut to {a.train_rows} rows, evaluation to {a.eval_rows}; fine-tuning {a.steps} steps a run; "
-             f"DiLM {a.lm_steps} LM steps, 1 outer loop x 2 matching updates, {a.sample_factor} samples per kept text",
+             f"DiLM {a.lm_steps} LM steps, 1 outer loop x 2 matching updates, a sample pool of 64 per class, "
+             f"{a.sample_factor} samples per kept text, sampling in batches of {a.gen_batch}",
              ""]
     rows = []
     for s in steps:

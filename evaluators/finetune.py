@@ -109,9 +109,10 @@ class FinetuneEvaluator(Evaluator):
         ev_mean = float(ev_len.mean()) if len(ev_len) else 0.0
         evaluate = shape.forward_flops(cctx.eval_size * ev_mean, ev_mean)
         return [StageCost("train", train, shape.train_bytes(batch, int(math.ceil(longest)), act_scale=cctx.act_scale),
-                          per="run"),
+                          per="run", steps=r.steps),
                 StageCost("evaluate", evaluate, shape.infer_bytes(r.eval_batch_size, int(ev_len.max(initial=1)),
-                                                                  cctx.weight_bytes), per="run")]
+                                                                  cctx.weight_bytes), per="run",
+                          steps=-(-cctx.eval_size // r.eval_batch_size))]
 
     def _score(self, ctx: EvalContext, model, learner: str, textset, losses, timing: dict) -> dict:
         tok = self._tokenizer(learner)

@@ -283,7 +283,7 @@ class ICLEvaluator(Evaluator):
         if shape.positions and longest > shape.positions:
             note = f"prompt ~{longest} tokens > context {shape.positions}: the run would refuse it"
         return [StageCost("prompt", flops, shape.infer_bytes(self.config["batch_size"], longest, wbytes, kv_cache=True),
-                          per="run", note=note)]
+                          per="run", note=note, steps=1 + -(-n * labels // self.config["batch_size"]))]
 
     def evaluate(self, ctx: EvalContext, textset, learner: str, seed: int) -> dict:
         task = ctx.task

@@ -73,17 +73,21 @@ def test_dry_run_counts_the_grid_and_writes_nothing(glue_dir, tiny_bert, tmp_pat
 
 
 def test_dry_run_hours_follow_the_stated_device(glue_dir, tiny_bert, tmp_path):
-    from dilmbench.dryrun import dry_run
+    from dilmbench.dryrun import dry_run, make_device
     from dilmbench.runner import Runner
 
     cfg = build_config("quick", overrides={"tasks": ["sst2"], "methods": ["random"], "dpc": [2], "sets": 1,
                                            "inits": 1, "data_source": str(glue_dir), "encoder": tiny_bert})
     cfg["evaluator_options"] = {"finetune": {"learners": [tiny_bert], "steps": 3}}
-    _, slow = dry_run(Runner(cfg, tmp_path / "o", progress=False), 1e12, 0.5)
-    _, fast = dry_run(Runner(cfg, tmp_path / "o", progress=False), 4e12, 0.5)
+    _, slow = dry_run(Runner(cfg, tmp_path / "o", progress=False), make_device(1e12, 0.5, step_floor=0))
+    _, fast = dry_run(Runner(cfg, tmp_path / "o", progress=False), make_device(4e12, 0.5, step_floor=0))
     assert slow["flops"] == fast["flops"] > 0
     assert slow["hours"] == pytest.approx(4 * fast["hours"])
     assert {d["stage"] for d in slow["detail"]} == {"train", "evaluate"}
+    # a tiny model's 3 steps take the step floor, whatever the FLOP/s
+    _, floor = dry_run(Runner(cfg, tmp_path / "o", progress=False), make_device(1e12, 0.5, step_floor=1.0))
+    train = next(d for d in floor["detail"] if d["stage"] == "train")
+    assert train["seconds"] == pytest.approx(3.0)
 
 
 def test_dry_run_bad_numbers_and_flags_without_it_are_one_line_errors(glue_dir, tiny_bert, tmp_path):
@@ -91,6 +95,7 @@ def test_dry_run_bad_numbers_and_flags_without_it_are_one_line_errors(glue_dir, 
             "--learners", tiny_bert, "--out", str(tmp_path / "o")]
     for extra, words in ((["--dry-run", "--utilisation", "1.5"], "--utilisation"),
                          (["--dry-run", "--device-flops", "-1"], "--device-flops"),
+                         (["--dry-run", "--step-floor", "-1"], "--step-floor"),
                          (["--device-flops", "1e12"], "go with --dry-run")):
         res = CliRunner().invoke(main, ["run", *base, *extra])
         assert res.exit_code != 0 and words in res.output and "Traceback" not in res.output

@@ -408,14 +408,16 @@ class DiLMMethod(Method):
             """n samples, decoded batch by batch with a KV cache (per-token FLOPs at half the length); each decoding
             step reads every weight once (memory-bound at small batches)."""
             length = sample_len(batch)
-            steps = -(-n // batch) * length
-            return gen.forward_flops(n * length, length / 2, lm_head=True), length, steps * gen.params * cctx.weight_bytes
+            steps = int(-(-n // batch) * length)
+            return (gen.forward_flops(n * length, length / 2, lm_head=True), length,
+                    steps * gen.params * cctx.weight_bytes, steps)
 
         lm_batch = cfg["lm_batch_size"]
         lm_len = expected_batch_max(pool, lm_batch, lm_cap)
         act = cctx.act_scale
         stages = [StageCost("stage 1: LM training", cfg["lm_steps"] * 3 * gen.forward_flops(lm_batch * lm_len, lm_len, True),
-                            gen.train_bytes(lm_batch, int(lm_len), lm_head=True, act_scale=act), per="task")]
+                            gen.train_bytes(lm_batch, int(lm_len), lm_head=True, act_scale=act), per="task",
+                            steps=cfg["lm_steps"])]
         if self.config["gm"]:
             l_cap = cfg["learner_max_length"]
             l_len = min(float(pool.mean()), l_cap)
@@ -430,7 +432,7 @@ class DiLMMethod(Method):
                           * 3 * learner.forward_flops(lb * l_pad, l_pad))
             n_pools = -(-cfg["outer_loops"] // cfg["gen_interval"])
             pool_n = cfg["pool_batches"] * cfg["syn_batch"]
-            gen_f, g_len, moved = sampling(pool_n, cfg["gen_batch_size"])
+            gen_f, g_len, moved, dec_steps = sampling(pool_n, cfg["gen_batch_size"])
             pools = n_pools * C * (gen_f + learner.forward_flops(pool_n * min(g_len, l_cap), min(g_len, l_cap)))
             real_len = expected_batch_max(pool, cfg["real_batch"], l_cap)
             mem = max(gen.train_bytes(cfg["syn_batch"], int(syn_len), lm_head=True, act_scale=act)
@@ -438,16 +440,20 @@ class DiLMMethod(Method):
                       learner.train_bytes(lb, int(l_pad), act_scale=act) + gen.params * 16)
             stages.append(StageCost("stage 2: gradient matching", updates * C * (real + syn) + trajectory + pools, mem,
                                     per="task", bytes_moved=n_pools * C * moved,
+                                    # per update and class: the real gradient, the generator's losses and backward,
+                                    # the synthetic gradient; the trajectory's steps; every pool's decoding steps
+                                    steps=updates * C * 3 + cfg["outer_loops"] * (cfg["inner_loops"] - 1)
+                                    * cfg["learner_steps"] + n_pools * C * dec_steps,
                                     note=f"{updates:,} updates, {n_pools} sample pools of {pool_n:,} per class"))
         n = dpc * cfg["sample_factor"]
-        gen_f, g_len, moved = sampling(n, cfg["gen_batch_size"])
+        gen_f, g_len, moved, dec_steps = sampling(n, cfg["gen_batch_size"])
         kept = n * (cfg["class_filter"] or 1.0)
         # the class filter scores every candidate under each of the C classes
         extra = (C * C * gen.forward_flops(n * g_len, g_len, True) if cfg["class_filter"] is not None else 0.0)
         stages.append(StageCost(f"stage 3: sample + select (DPC {dpc})",
                                 C * (gen_f + enc.forward_flops(kept * g_len, g_len)) + extra,
                                 gen.infer_bytes(cfg["gen_batch_size"], int(g_len), cctx.weight_bytes, kv_cache=True),
-                                per="set", bytes_moved=C * moved))
+                                per="set", bytes_moved=C * moved, steps=C * dec_steps))
         return stages
 
     def filter_by_class(self, cand: list, label: int, dpc: int, share: float, device) -> list:
