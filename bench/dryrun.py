@@ -69,14 +69,18 @@ def dry_run(runner, dev: Device | None = None, device: str | None = None, genera
             todo = [r for r in ps.runs if r.status != "done"]
             sets_todo += bool(todo) and ps.given is None
             set_size = ps.dpc * task.num_labels if ps.given is None else len(ps.given)
-            run_ctx = cctx if ps.given is None else replace(cctx, set_lengths=estimated_tokens(ps.given.texts))
+            known = ps.given
+            if known is None and todo:  # a set already made (its runs still to do) is costed by its own texts
+                path = runner.set_path(task.name, spec.label, ps.dpc, ps.set_index)
+                known = runner._stored_set(path, ps.config_hash, task)[0] if path.exists() else None
+            run_ctx = cctx if known is None else replace(cctx, set_lengths=estimated_tokens(known.texts))
             for r in ps.runs:
                 row = by_learner[r.learner]
                 if r.status == "done":
                     row["done"] += 1
                     continue
                 row["todo"] += 1
-                key = (set_size, r.learner, None if ps.given is None else ps.set_index)
+                key = (set_size, r.learner, None if known is None else (ps.dpc, ps.set_index))
                 if key not in memo:
                     memo[key] = ev.estimate_cost(run_ctx, set_size, r.learner)
                 stages = memo[key]
