@@ -126,7 +126,7 @@ def matmul_flops(device: str, dtype: str = "float32") -> float:
 
 
 def run_step(name: str, args: list[str], env: dict, work: Path) -> dict:
-    out = work / f"step-{name}.json"
+    out = work / f"step-{name.replace('/', '--').replace(':', '-')}.json"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", WRAP, str(out), *args], env=env, capture_output=True, text=True)
     res = json.loads(out.read_text()) if out.is_file() else {"rc": proc.returncode, "error": proc.stderr[-2000:]}
@@ -156,7 +156,14 @@ def estimate(args_list: list[str], env: dict, device: str, flops: float) -> dict
                               p["learners"], p["steps"], p["evaluator"], p["encoder"], p["pooling"], p["data_dir"],
                               p["data_source"], p["dev_size"], p["seed"], "cpu" if device == "cpu" else "auto",
                               p["score_split"])
-        runner = Runner(cfg, p["out"], progress=False, sets_only=p["sets_only"])
+        # plan against an empty folder that sees the step's sets: its runs count as to make (they ran), its sets
+        # are costed by their own texts
+        import tempfile
+
+        scratch = Path(tempfile.mkdtemp(prefix="dry-"))
+        if (Path(p["out"]) / "sets").is_dir():
+            (scratch / "sets").symlink_to(Path(p["out"]).resolve() / "sets")
+        runner = Runner(cfg, scratch, progress=False, sets_only=p["sets_only"])
         # compute at the measured matmul rate, nothing else: the report shows what the FLOPs alone miss
         _, info = dry_run(runner, make_device(flops, 1.0, step_floor=0.0), device=device, generation="max")
         if p["sets_only"]:
@@ -202,8 +209,10 @@ def measured(out: Path, task: str, log: str) -> dict:
 def write_yaml(path: Path, a, dilm_extra: dict | None = None) -> Path:
     path.write_text(json.dumps({"preset": "paper", "method_options": {
         "dilm": {**DILM_FEW_STEPS, "lm_steps": a.lm_steps, "sample_factor": a.sample_factor,
+                 **({"lm_lr": a.lm_lr} if a.lm_lr else {}),
                  "gen_batch_size": a.gen_batch, **(dilm_extra or {})},
         "dilm_vanilla": {"lm_steps": a.lm_steps, "sample_factor": a.sample_factor, "ckpt_every": 1000,
+                         **({"lm_lr": a.lm_lr} if a.lm_lr else {}),
                          "gen_batch_size": a.gen_batch}},
         "evaluator_options": {"icl": {"max_eval": 16, "max_demo_perplexity": 1e12}}}))
     return path
@@ -218,7 +227,7 @@ def task_steps(a, task: str, data: Path, icl: list[str], est_env: dict, dev_flop
     def base(yaml):
         return [*common, "--config", str(yaml), "--task", task, "--sets", "1", "--inits", "1"]
 
-    yaml = write_yaml(a.work / "rehearsal.yaml", a)
+    yaml = write_yaml(a.work / f"rehearsal-{task}.yaml", a)
     yield "coresets", [*base(yaml), "--methods", "random,kcenters,herding", "--dpc", "20", "--steps", str(a.steps)], None
     yield "long", [*base(yaml), "--methods", f"file:{long_sets(data, a.work, task)}", "--steps", str(a.steps)], None
     yield "stage13", [*base(yaml), "--methods", "dilm_vanilla", "--dpc", "5", "--sets-only"], None
@@ -257,6 +266,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=2, help="fine-tuning steps per run")
     ap.add_argument("--lm-steps", type=int, default=2)
     ap.add_argument("--sample-factor", type=int, default=2)
+    ap.add_argument("--lm-lr", type=float, default=None,
+                    help="stage 1's learning rate (default: the preset's). An untrained stand-in never writes a "
+                         "pair's separator, so DiLM stops on pair tasks; some steps at 1e-3 teach it the layout")
     ap.add_argument("--gen-batch", type=int, default=64,
                     help="DiLM's sampling batch (the reference's 64; a CPU decodes 16 four times as fast)")
     ap.add_argument("--icl", default="gpt2-xl,facebook/opt-2.7b")
@@ -298,7 +310,8 @@ def main() -> int:
     else:
         # the paper preset's precision there: bfloat16 autocast on CUDA, float32 on a CPU
         dev_flops = matmul_flops(a.device, "bfloat16" if a.device.startswith("cuda") else "float32")
-        steps = []
+        # steps run before under --work are kept (and replaced by the ones this invocation runs): --only resumes
+        steps = json.loads(record.read_text())["steps"] if record.is_file() else []
         limit = 0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         for task in tasks:
             for name, args, cut in task_steps(a, task, data, icl, est_env, dev_flops, limit):
@@ -307,9 +320,13 @@ def main() -> int:
                 out = a.work / "results" / task / name.replace(":", "-").replace("/", "--")
                 cmd = ["run", *args, "--out", str(out)]
                 res = run_step(f"{task}-{name}", cmd, env, a.work)
+                steps = [st for st in steps if (st["task"], st["step"]) != (task, name)]
                 steps.append({"task": task, "step": name, "cmd": cmd, "cut": cut, "res": res,
                               "got": measured(out, task, res.get("log", ""))})
                 record.write_text(json.dumps({"dev_flops": dev_flops, "build_s": build_s, "steps": steps}, indent=1))
+    order = ["coresets", "long", "stage13", "stage23", "bert-large", "icl"]
+    steps.sort(key=lambda st: (tasks.index(st["task"]) if st["task"] in tasks else 99,
+                               order.index(st["step"].split(":")[0])))
     for st in steps:
         st["est"] = estimate(st["cmd"][1:], est_env, a.device, dev_flops)
     report = render(steps, a, dev_flops, build_s, models)
