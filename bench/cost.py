@@ -19,7 +19,7 @@ does not is listed as "not estimated", never as free.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -220,8 +220,15 @@ class CostContext:
     pool_size: int
     device: str
     encoder: str | None = None
-    extra: dict = field(default_factory=dict)
     set_lengths: np.ndarray | None = None  # a given set's own token lengths (file: sets); None: like the pool's
+    # how long generated texts are: "data" (as the task's own) or "max" (to the length cap, as an untrained
+    # generator writes)
+    generation: str = "data"
+
+    @property
+    def text_lengths(self) -> np.ndarray:
+        """The token lengths of the set's texts: its own where known, else the pool's."""
+        return self.pool_lengths if self.set_lengths is None else self.set_lengths
 
     @property
     def cuda(self) -> bool:
@@ -263,10 +270,6 @@ class Device:
         """max(FLOPs at the utilisation + bytes over the bandwidth, steps x the step floor): one occurrence."""
         work = stage.flops / (self.flops * self.utilisation) + stage.bytes_moved / self.bandwidth
         return max(work, stage.steps * self.step_floor)
-
-
-def hours(flops: float, device_flops: float, utilisation: float) -> float:
-    return flops / (device_flops * utilisation) / 3600.0
 
 
 def fmt_flops(x: float | None) -> str:

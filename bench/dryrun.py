@@ -27,14 +27,14 @@ def make_device(device_flops=None, utilisation=None, bandwidth=None, step_floor=
                bandwidth=DEFAULT_BANDWIDTH if bandwidth is None else bandwidth,
                step_floor=DEFAULT_STEP_FLOOR if step_floor is None else step_floor,
                memory=DEFAULT_MEMORY if memory_gib is None else memory_gib * 2**30)
-    for name, value, ok in (("--device-flops", d.flops, d.flops > 0), ("--utilisation", d.utilisation,
-                            0 < d.utilisation <= 1), ("--device-bandwidth", d.bandwidth, d.bandwidth > 0),
-                            ("--step-floor", d.step_floor, d.step_floor >= 0), ("--device-memory", d.memory,
-                                                                                d.memory > 0)):
+    checks = (("--device-flops", d.flops, d.flops > 0, "a positive number"),
+              ("--utilisation", d.utilisation, 0 < d.utilisation <= 1, "a share in (0, 1]"),
+              ("--device-bandwidth", d.bandwidth, d.bandwidth > 0, "a positive number"),
+              ("--step-floor", d.step_floor, d.step_floor >= 0, "zero or more seconds"),
+              ("--device-memory", d.memory, d.memory > 0, "a positive number"))
+    for name, value, ok, what in checks:
         if not ok:
-            raise DilmbenchError(f"{name} must be " + ("a share in (0, 1]" if name == "--utilisation" else
-                                                       "zero or more seconds" if name == "--step-floor" else
-                                                       "a positive number") + f", got {value:g}")
+            raise DilmbenchError(f"{name} must be {what}, got {value:g}")
     return d
 
 
@@ -58,8 +58,7 @@ def dry_run(runner, dev: Device | None = None, device: str | None = None, genera
     totals = {"runs": 0, "done": 0, "sets": 0, "flops": 0.0, "seconds": 0.0, "unestimated": 0}
     seen_task_stages = set()
     for task, data, _load_s, spec, planned in plan:
-        cctx = context_for(data, kind, cfg["encoder"])
-        cctx.extra["generation"] = generation
+        cctx = replace(context_for(data, kind, cfg["encoder"]), generation=generation)
         method = runner.methods[spec.label]
         memo: dict = {}
         by_learner: dict = defaultdict(lambda: {"todo": 0, "done": 0, "flops": {}, "peak": 0.0, "flops_total": 0.0,

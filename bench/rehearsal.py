@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .cost import KNOWN_CONFIGS
 from .errors import DilmbenchError
+from .record import slug
 
 # model id -> (tokenizer kind, what to save: "encoder" weights or a "causal" LM)
 STANDINS = {
@@ -135,7 +136,7 @@ def build_standin(model_id: str, out: Path, corpus: list[str], dtype: str = "flo
 
     if model_id not in STANDINS:
         raise DilmbenchError(f"no stand-in for '{model_id}'; known: {', '.join(STANDINS)}")
-    folder = out / model_id.replace("/", "--")
+    folder = out / slug(model_id)
     if (folder / "config.json").is_file() and (folder / "tokenizer_config.json").is_file():
         return folder
     kind, what = STANDINS[model_id]

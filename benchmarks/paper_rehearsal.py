@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dilmbench.record import slug
+
 WRAP = r"""
 import json, resource, sys, time, traceback
 out, args = sys.argv[1], sys.argv[2:]
@@ -126,7 +128,7 @@ def matmul_flops(device: str, dtype: str = "float32") -> float:
 
 
 def run_step(name: str, args: list[str], env: dict, work: Path) -> dict:
-    out = work / f"step-{name.replace('/', '--').replace(':', '-')}.json"
+    out = work / f"step-{slug(name)}.json"
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", WRAP, str(out), *args], env=env, capture_output=True, text=True)
     res = json.loads(out.read_text()) if out.is_file() else {"rc": proc.returncode, "error": proc.stderr[-2000:]}
@@ -317,7 +319,7 @@ def main() -> int:
             for name, args, cut in task_steps(a, task, data, icl, est_env, dev_flops, limit):
                 if only and name.split(":")[0] not in only:
                     continue
-                out = a.work / "results" / task / name.replace(":", "-").replace("/", "--")
+                out = a.work / "results" / task / slug(name)
                 cmd = ["run", *args, "--out", str(out)]
                 res = run_step(f"{task}-{name}", cmd, env, a.work)
                 steps = [st for st in steps if (st["task"], st["step"]) != (task, name)]

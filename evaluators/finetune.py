@@ -99,7 +99,7 @@ class FinetuneEvaluator(Evaluator):
         if shape is None:
             return None
         r = self.recipe
-        lengths = np.minimum(cctx.pool_lengths if cctx.set_lengths is None else cctx.set_lengths, r.max_length)
+        lengths = np.minimum(cctx.text_lengths, r.max_length)
         batch = r.batch_size(set_size)
         longest = expected_batch_max(lengths, batch, r.max_length)
         padded = r.micro_tokens(cctx.device) == 0

@@ -270,8 +270,7 @@ class ICLEvaluator(Evaluator):
         if shape is None:
             return None
         fields = len(cctx.task.text_fields)
-        lengths = cctx.pool_lengths if cctx.set_lengths is None else cctx.set_lengths
-        demo = float(lengths.mean()) + 3 * fields + 3  # "field: " per field, "label: word\n\n"
+        demo = float(cctx.text_lengths.mean()) + 3 * fields + 3  # "field: " per field, "label: word\n\n"
         prefix = set_size * demo
         query = float(cctx.eval_lengths.mean()) + 3 * fields + 2 if len(cctx.eval_lengths) else 0.0
         n = min(cctx.eval_size, self.config["max_eval"] or cctx.eval_size)

@@ -118,7 +118,7 @@ def test_dilm_estimates_its_stages_and_the_vanilla_ablation_skips_matching():
     # to the reference's 421 tokens) costs more than texts as long as the data's
     s10 = METHODS.get("dilm").for_preset("paper").estimate_cost(cctx, 10)[2].flops
     assert dilm[2].flops == pytest.approx(2 * s10)
-    cctx.extra["generation"] = "max"
+    cctx.generation = "max"
     assert METHODS.get("dilm").for_preset("paper").estimate_cost(cctx, 10)[2].flops > 5 * s10
 
 

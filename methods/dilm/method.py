@@ -386,7 +386,7 @@ class DiLMMethod(Method):
         sample pool every gen_interval outer loops) once per task; stage 3 per set (DPC x sample_factor samples per
         class, the class filter's likelihoods, the encoder pass k-centers reads). Sampling length: each batch runs to
         its longest text, the expected longest of gen_batch_size texts like the pool's (or every sample to
-        max_new_tokens with ``cctx.extra["generation"] == "max"``, as an untrained generator writes)."""
+        max_new_tokens with ``cctx.generation == "max"``, as an untrained generator writes)."""
         from dilmbench.cost import StageCost, expected_batch_max, model_shape
 
         cfg = self.task_config(cctx.task)
@@ -400,7 +400,7 @@ class DiLMMethod(Method):
         new = max_new_tokens(cfg, cctx.task)
 
         def sample_len(batch):
-            if cctx.extra.get("generation") == "max":
+            if cctx.generation == "max":
                 return float(new + 1)
             return min(expected_batch_max(pool, batch), new + 1.0)
 
