@@ -366,10 +366,12 @@ def render(steps, a, dev_flops: float, build_s: float, models: list[str]) -> str
                 kinds["stage 2"].append(f)
             else:
                 kinds["sets"].append(f)
-        # the sets' phase (method prepare + make set) holds DiLM's stages 1 and 2 too
+        # the sets' phase (method prepare + make set) holds the DiLM stages that ran in this step; the stage23 step
+        # loads stage 1 from the stage13 step's checkpoint (its sets still record stage 1's seconds)
+        reused_stage1 = s["step"] == "stage23"
         sets_s = got["sets"]
         if sets_s is not None:
-            sets_s -= (got["stage 1"] or 0.0) + (got["stage 2"] or 0.0)
+            sets_s -= (0.0 if reused_stage1 else got["stage 1"] or 0.0) + (got["stage 2"] or 0.0)
         seconds = {"train": got["train"], "evaluate": got["evaluate"], "prompt": got["prompt"],
                    "stage 1": got["stage 1"], "stage 2": got["stage 2"], "sets": sets_s}
         label = {"train": f"fine-tune steps ({got['runs']} runs)", "evaluate": "evaluation passes",
@@ -377,7 +379,7 @@ def render(steps, a, dev_flops: float, build_s: float, models: list[str]) -> str
                  "stage 2": "DiLM stage 2 (gradient matching)",
                  "sets": "making sets (pool embedding / stage 3 / selection)"}
         for kind, fl in kinds.items():
-            if not fl or (kind == "stage 1" and s["step"] == "stage23"):  # stage 1 is the stage13 step's, reused
+            if not fl or (kind == "stage 1" and reused_stage1):
                 continue
             flops = float(np.sum(fl))
             est_s = flops / dev_flops
