@@ -84,6 +84,9 @@ class Method:
     version: ClassVar[str | None] = None  # bump when a code change alters what the method returns
     argument: ClassVar[str | None] = None  # the option that 'name:ARG' on the command line sets (file: "path")
     gives_sets: ClassVar[bool] = False  # its sets come from fixed_sets() (made elsewhere), not per DPC
+    # its sets are written by a generator model (costly, and not bit-for-bit repeatable across machines):
+    # `dilmbench reproduce` re-evaluates the folder's sets of such a method instead of writing them again
+    writes_texts: ClassVar[bool] = False
     later_defaults: ClassVar[dict] = {}  # options added later -> their old behaviour's value (see identity_config)
 
     def __init__(self, **config):

@@ -1,4 +1,4 @@
-"""The `dilmbench` command: run, table, plot, report, validate, ls."""
+"""The `dilmbench` command: run, table, plot, report, validate, reproduce, ls."""
 from __future__ import annotations
 
 import sys
@@ -93,18 +93,54 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
         data_source, dev_size, seed, device, score_split, out, overwrite, workers, executor, ray_address,
         threads_per_worker, batch_runs, sets_only, shard, plugins, no_progress, dry_run, device_flops, utilisation,
         device_bandwidth, step_floor, device_memory):
-    """Run the grid and write one result file per run."""
-    import time
-
-    from .config import build_config, set_evaluator_options
+    """Run the grid and write one result file per run. --config may be a results folder's grid.yaml: then every run
+    it declares is made into that folder (or --out)."""
+    from .grid import declared_runs, entry_configs, is_grid_file
     from .registry import load_plugin
-    from .runner import Runner
 
     for p in plugins:
         names = load_plugin(p)
         click.echo(f"plugin {p}: registered {', '.join(names)}", err=True)
-    cfg = _run_config(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder,
-                      pooling, data_dir, data_source, dev_size, seed, device, score_split)
+    device_opts = (device_flops, utilisation, device_bandwidth, step_floor, device_memory)
+    if not dry_run and any(v is not None for v in device_opts):
+        raise DilmbenchError("--device-flops, --utilisation, --device-bandwidth, --step-floor and --device-memory go "
+                             "with --dry-run")
+    if config_file and Path(config_file).is_file() and is_grid_file(config_file):
+        shaping = {"--preset": preset, "--task": tasks, "--methods": methods, "--dpc": dpc, "--sets": sets,
+                   "--inits": inits, "--learners": learners, "--steps": steps, "--evaluator": evaluator,
+                   "--encoder": encoder, "--pooling": pooling, "--dev-size": dev_size, "--seed": seed,
+                   "--score-on": score_split}
+        given = [k for k, v in shaping.items() if v is not None]
+        if given:
+            raise DilmbenchError(f"{config_file} declares a grid: {given[0]} cannot change it from the command line "
+                                 "(edit the file, or run without it)")
+        if click.get_current_context().get_parameter_source("out").name == "DEFAULT":
+            out = str(Path(config_file).parent)
+        declared_runs(config_file)  # the declaration itself checked: no run declared twice, no given sets
+        configs = entry_configs(config_file, data_dir or data_source, device)
+    else:
+        configs = [_run_config(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator,
+                               encoder, pooling, data_dir, data_source, dev_size, seed, device, score_split)]
+    if len(configs) > 1:  # every entry's names and options checked before the first writes anything
+        from .runner import Runner
+
+        for cfg in configs:
+            Runner(cfg, out).build()
+    for n, cfg in enumerate(configs, 1):
+        if len(configs) > 1:
+            click.echo(f"-- {config_file}: entry {n} of {len(configs)}: {', '.join(cfg['methods'])} on "
+                       f"{', '.join(cfg['tasks'])}, DPC {', '.join(map(str, cfg['dpc']))}, {cfg['sets']} set(s) x "
+                       f"{cfg['inits']} init(s)")
+        _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_address, sets_only, shard, batch_runs,
+                 no_progress, dry_run, device_opts)
+
+
+def _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_address, sets_only, shard, batch_runs,
+             no_progress, dry_run, device_opts) -> None:
+    import time
+
+    from .runner import Runner
+
     t0 = time.perf_counter()
     runner = Runner(cfg, out, overwrite=overwrite, progress=not no_progress, workers=workers,
                     threads_per_worker=threads_per_worker, executor=executor, ray_address=ray_address,
@@ -112,12 +148,9 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
     if dry_run:
         from .dryrun import dry_run as plan_cost, make_device
 
-        text, _ = plan_cost(runner, make_device(device_flops, utilisation, device_bandwidth, step_floor, device_memory))
+        text, _ = plan_cost(runner, make_device(*device_opts))
         click.echo(text)
         return
-    if any(v is not None for v in (device_flops, utilisation, device_bandwidth, step_floor, device_memory)):
-        raise DilmbenchError("--device-flops, --utilisation, --device-bandwidth, --step-floor and --device-memory go "
-                             "with --dry-run")
     counts = runner.run()
     from .record import runs_dir
 
@@ -247,7 +280,10 @@ def report(results, site, reference, split):
               "e.g. \"--preset quick --methods random,herding --dpc 5,10,20 --sets 10\"; without it, the grid the "
               "results imply.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
-def validate(results, expect, as_json):
+@click.option("--deep", is_flag=True, help="Also plan each run grid.yaml declares as `dilmbench run` would (loads the "
+              "data) and name results made otherwise than declared (configuration, data, model snapshot).")
+@click.option("--data-dir", type=click.Path(), help="With --deep: where the tasks' data lives ($DILMBENCH_DATA_DIR).")
+def validate(results, expect, as_json, deep, data_dir):
     """Check a results folder as a whole: every file a complete result of the current schema, provenance complete,
     one configuration, one data and distinct seeds per cell, every text set there and unchanged, dev scores kept
     apart, and the grid complete. Exit 0 when all holds, 1 with the list otherwise."""
@@ -268,6 +304,15 @@ def validate(results, expect, as_json):
         except DilmbenchError as exc:
             raise DilmbenchError(f"--expect: {exc}") from exc
     report = check(results, grid)
+    if deep:
+        from .grid import check_configurations, grid_path
+
+        if not grid_path(results).is_file():
+            raise DilmbenchError(f"--deep checks a folder against its declaration; {results} has no grid.yaml")
+        deep_problems = check_configurations(results, data_dir)
+        report["problems"] += deep_problems
+        report["ok"] = report["ok"] and not deep_problems
+        report["deep"] = True
     click.echo(json.dumps(report, indent=1) if as_json else render_report(report))
     if not report["ok"]:
         raise SystemExit(1)
@@ -282,6 +327,35 @@ def _expected_grid(cfg: dict) -> dict:
     return {"split": cfg.get("score_split", "eval"), "tasks": cfg["tasks"], "methods": methods,
             "evaluator": ev.name, "learners": ev.learners(), "dpc": cfg["dpc"], "sets": cfg["sets"],
             "inits": cfg["inits"]}
+
+
+@main.command()
+@click.argument("folder", type=click.Path())
+@click.option("--sample", type=int, default=None, help="Re-run this many of the declared runs, drawn at random "
+              "(default: every declared run that has a result).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
+@click.option("--tolerance", type=float, default=0.5, show_default=True,
+              help="Largest score difference, in points, still called reproduced.")
+@click.option("--scratch", type=click.Path(), default=None,
+              help="An empty folder for the re-runs, kept after (default: a temporary one, removed after).")
+@click.option("--data-dir", type=click.Path(), help="Where the tasks' data lives ($DILMBENCH_DATA_DIR).")
+@click.option("--device", help="auto (cuda, else cpu), cpu, cuda ...")
+@click.option("--plugin", "plugins", multiple=True, type=click.Path(), help="A Python file that registers methods/evaluators.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+def reproduce(folder, sample, seed, tolerance, scratch, data_dir, device, plugins, no_progress):
+    """Re-run declared runs of FOLDER (its grid.yaml) from nothing in a scratch folder, and say per run: identical,
+    within tolerance, or different. Only generator-written sets (DiLM, ZeroGen, GOLD, S3) are taken from FOLDER.
+    Writes FOLDER/reproduce.json; exits 1 when a run differs beyond the tolerance."""
+    from .registry import load_plugin
+    from .reproduce import render, reproduce as rerun
+
+    for p in plugins:
+        load_plugin(p)
+    report = rerun(folder, sample, seed, tolerance, scratch, data_dir, device, progress=not no_progress,
+                   log=lambda m: click.echo(m, err=True))
+    click.echo(render(report))
+    if not report["ok"]:
+        raise SystemExit(1)
 
 
 @main.command(name="ls")

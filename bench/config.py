@@ -73,12 +73,15 @@ YAML_ALIASES = {"task": "tasks", "data_dir": "data_source", "data-dir": "data_so
 EVALUATOR_KEYS = ("learners", "steps")
 
 
-def build_config(preset: str | None = "paper", yaml_path: str | None = None, overrides: dict | None = None) -> dict:
+def build_config(preset: str | None = "paper", yaml_path: str | None = None, overrides: dict | None = None,
+                 file_cfg: dict | None = None) -> dict:
     """preset, then YAML (which may name its own preset), then $DILMBENCH_DATA_DIR (over the preset's data source,
-    not over a file's or a flag's), then flags; unknown keys are errors."""
+    not over a file's or a flag's), then flags; unknown keys are errors. ``file_cfg``: the YAML's mapping, already
+    read (a grid declaration's entry)."""
     import os
 
-    file_cfg = load_yaml(yaml_path) if yaml_path else {}
+    if file_cfg is None:
+        file_cfg = load_yaml(yaml_path) if yaml_path else {}
     file_cfg = {YAML_ALIASES.get(k, k): v for k, v in file_cfg.items()}
     evaluator_flags = {k: file_cfg.pop(k) for k in EVALUATOR_KEYS if k in file_cfg}
     if isinstance(evaluator_flags.get("learners"), str):

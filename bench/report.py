@@ -110,6 +110,26 @@ def _set_browser(out: Path, records: list[dict]) -> tuple[str, int]:
     return "\n".join(parts), n_sets
 
 
+def _reproduction_html(results: Path) -> str:
+    """The last `dilmbench reproduce` of the folder, in a line (and its runs under a fold)."""
+    from .reproduce import last_reproduction, render
+
+    rep = last_reproduction(results)
+    if rep is None:
+        return "<p class='small'>dilmbench reproduce: not run on this folder (no reproduce.json).</p>"
+    c = rep.get("counts", {})
+    line = (f"dilmbench reproduce ({_e(rep.get('created_at', '?'))}, commit {_e(str(rep.get('git_commit'))[:12])}): "
+            f"{rep.get('reproduced', 0)} of {rep.get('with_result', 0)} declared runs re-run; {c.get('identical', 0)} "
+            f"identical, {c.get('within tolerance', 0)} within {rep.get('tolerance_points')} points, "
+            f"{c.get('different', 0)} different.")
+    try:
+        detail = render(rep)
+    except (KeyError, TypeError, ValueError):  # a hand-edited file: the line above still says what it can
+        detail = json.dumps(rep, indent=1)
+    return (f"<p class='{'ok' if rep.get('ok') else 'bad'}'>{line}</p>"
+            f"<details><summary>each re-run</summary><pre>{_e(detail)}</pre></details>")
+
+
 def build_report(results: str | Path, site: str | Path, reference: str | None = None, split: str = "eval") -> Path:
     """Write ``site/index.html`` (and the figure beside it); return the page's path."""
     from .plots import plot
@@ -133,6 +153,7 @@ def build_report(results: str | Path, site: str | Path, reference: str | None = 
     status = ("<p class='ok'>dilmbench validate: every check passed.</p>" if check["ok"] else
               f"<p class='bad'>dilmbench validate: {len(check['problems'])} problem(s).</p>"
               f"<details><summary>what validate lists</summary><pre>{_e(render_report(check))}</pre></details>")
+    status += _reproduction_html(results)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>dilmbench results: {_e(results.name)}</title>
 <style>{CSS}</style></head><body>

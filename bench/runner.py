@@ -148,7 +148,7 @@ class Runner:
     def __init__(self, cfg: dict, out: str | Path, overwrite: str = "only-missing", progress: bool = True,
                  cache_dir: str | Path | None = None, log=print, workers: int = 1, threads_per_worker: int | None = None,
                  executor: str = "local", ray_address: str | None = None, sets_only: bool = False,
-                 shard: str | None = None, batch_runs: int = 1):
+                 shard: str | None = None, batch_runs: int = 1, only: set | None = None):
         if overwrite not in OVERWRITE_MODES:
             raise DilmbenchError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got '{overwrite}'")
         self.cfg, self.out, self.overwrite, self.progress = cfg, Path(out), overwrite, progress
@@ -173,6 +173,11 @@ class Runner:
         if not isinstance(batch_runs, int) or batch_runs < 1:
             raise DilmbenchError(f"--batch-runs must be a whole number of at least 1, got {batch_runs}")
         self.batch_runs = batch_runs
+        # only these runs, as (task, method label, learner, dpc, set index, init) (`dilmbench reproduce`'s sample)
+        self.only = only
+        # method labels whose sets must be found on disk, never made (`dilmbench reproduce` re-evaluates the sets a
+        # generator wrote rather than writing them again)
+        self.no_make: set = set()
 
     # ---- validation before anything is written -------------------------------------------------------------
     def preflight(self):
@@ -254,6 +259,10 @@ class Runner:
                     n_cell += 1
                     if n_cell % shard_n != shard_k:  # another shard's set
                         continue
+                    if self.only is not None and not any(
+                            (task.name, spec.label, learner, dpc, set_index, init) in self.only
+                            for learner in learners for init in range(cfg["inits"])):
+                        continue
                     ident = self.set_identity(data, spec, dpc, set_index)
                     if given is not None:  # a given set is what it holds: an edited file redoes its runs
                         ident["content_hash"] = given.content_hash()
@@ -261,6 +270,9 @@ class Runner:
                     runs = []
                     for learner in learners:
                         for init in range(cfg["inits"]):
+                            if self.only is not None and (task.name, spec.label, learner, dpc, set_index,
+                                                          init) not in self.only:
+                                continue
                             run_ident = {"set": set_hash, "evaluator": self.evaluator.name, "evaluator_config": eval_ident,
                                          "learner": learner, "init": init}
                             if eval_code:  # (built-ins without a version keep the identity they always had)
@@ -526,6 +538,10 @@ class Runner:
                 card = meta.get("card")  # a reused set keeps the card it was saved with
                 self.counts["sets_reused"] += 1
             else:
+                if spec.label in self.no_make:
+                    raise DilmbenchError(f"{path}: no set made under this configuration to reuse (missing, or made "
+                                         f"under another configuration than declared); {spec.label}'s sets are not "
+                                         "written again here")
                 if not prepared["done"]:
                     tp = time.perf_counter()
                     method.prepare(mctx)

@@ -11,8 +11,10 @@ Every problem is one record {check, path, detail}; a folder passes when there is
     fingerprint, and no two runs share a seed;
   * set: every run's text set exists and its content hash is the one the run recorded;
   * grid: the grid is complete. With ``expect`` (the options of a `dilmbench run` command) every run that command
-    would write must be there; without, the grid the results imply: every method of a task x learner at every DPC
-    any generated-set method there has, each with as many sets x inits as its fullest cell.
+    would write must be there. Else, where the folder declares its grid (grid.yaml, dilmbench.grid), every declared
+    run must be there and every result file must be declared. Without either, the grid the results imply (a guess):
+    every method of a task x learner at every DPC any generated-set method there has, each with as many sets x inits
+    as its fullest cell.
 """
 from __future__ import annotations
 
@@ -134,10 +136,29 @@ def validate(out: str | Path, expect: dict | None = None) -> dict:
             problems.append(_problem("set", rel, f"its text set {ts.get('path')} was changed after the run "
                                                  f"(content hash {have}, the run trained on {ts.get('content_hash')})"))
 
-    missing = _missing(out, records, expect)
-    for m in missing:
-        problems.append(_problem("grid", m, "missing"))
-    return {"ok": not problems, "results": len(records), "problems": problems, "missing": missing}
+    from .grid import declared_runs, grid_path
+
+    declared, undeclared = None, []
+    if expect is None and grid_path(out).is_file():
+        try:
+            declared = [d.relpath for d in declared_runs(grid_path(out))]
+        except Exception as exc:  # a declaration that cannot be read is the folder's problem, not validate's crash
+            problems.append(_problem("grid", grid_path(out).name, f"cannot be read: {exc}"))
+            declared = []
+        wanted = set(declared)
+        undeclared = [str(rel) for _, rel, _ in records if str(rel) not in wanted]
+        have = {str(rel) for _, rel, _ in records}
+        missing = [d for d in declared if d not in have]
+        for m in missing:
+            problems.append(_problem("grid", m, f"declared in {grid_path(out).name}, missing"))
+        for u in undeclared:
+            problems.append(_problem("grid", u, f"not declared in {grid_path(out).name}"))
+    else:
+        missing = _missing(out, records, expect)
+        for m in missing:
+            problems.append(_problem("grid", m, "missing"))
+    return {"ok": not problems, "results": len(records), "problems": problems, "missing": missing,
+            "declared": None if declared is None else len(declared), "undeclared": undeclared}
 
 
 def _missing(out: Path, records: list, expect: dict | None) -> list[str]:
@@ -171,12 +192,14 @@ def _missing(out: Path, records: list, expect: dict | None) -> list[str]:
 
 def render_report(report: dict, show: int = 5) -> str:
     """Problems grouped by check and by what is wrong, with how many files and the first few of them."""
+    against = (f", the {report['declared']} runs grid.yaml declares" if report.get("declared") is not None
+               else "") + (", each planned as declared (--deep)" if report.get("deep") else "")
     if report["ok"]:
-        return f"ok: {report['results']} results, every check passed"
-    lines = [f"{len(report['problems'])} problem(s) in {report['results']} results:"]
+        return f"ok: {report['results']} results, every check passed{against}"
+    lines = [f"{len(report['problems'])} problem(s) in {report['results']} results{against}:"]
     by = defaultdict(lambda: defaultdict(list))
     for p in report["problems"]:
-        detail = p["detail"] if p["check"] in ("provenance", "grid", "parse") else "see each"
+        detail = p["detail"] if p["check"] in ("provenance", "grid", "parse", "declared") else "see each"
         by[p["check"]][detail].append(p)
     for check, details in by.items():
         for detail, ps in details.items():

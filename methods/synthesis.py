@@ -57,6 +57,7 @@ class SynthesisMethod(Method):
     """Base of the LLM-synthesis methods: ``write_pool`` returns each class's synthetic rows; DPC are kept."""
 
     needs_embeddings = True  # keep "kcenters" embeds the pool with the run's encoder
+    writes_texts = True
     default_config = dict(SHARED_CONFIG)
     presets = {"quick": dict(QUICK)}
 

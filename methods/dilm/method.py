@@ -158,6 +158,7 @@ class DiLMMethod(Method):
     default_config = dict(PAPER)
     presets = {"quick": QUICK}
     use_gradient_matching = True
+    writes_texts = True
     needs_embeddings = True  # teacher sets and the final k-centers use the encoder; its id joins the set's identity
     # options added after sets existed, at the value that behaves as before: finished sets keep their identity
     later_defaults = {"class_filter": None, "cpu_bf16": False}
