@@ -7,8 +7,13 @@
 - ``memorised``: the share of examples that appear verbatim (all fields, whitespace-stripped) in the train split.
 - ``mean_words``: mean whitespace words per example (all fields).
 - ``distinct_2``: distinct word bigrams / all word bigrams over the set (lower-cased; 1.0 = no bigram repeats).
+- ``eval_overlap`` and ``near_copies_of_eval`` (card version 2): contamination, as CondenseLM's decontamination check
+  measures it (its Appendix A.1, after Ubani et al. 2023 and Lee et al. 2024): each example's content words
+  (lower-cased, punctuation and English stop words removed, all fields), the share of them found in the most similar
+  example of the evaluation split; ``eval_overlap`` is the mean of that share over the set, ``near_copies_of_eval``
+  the share of examples at or above ``NEAR_COPY`` (0.8).
 
-Nothing here reads the evaluation split.
+Only the contamination check reads the evaluation split, to report on it; nothing is chosen with it.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ import numpy as np
 
 from .textset import TextSet
 
-CARD_VERSION = 1
+CARD_VERSION = 2  # 2: contamination (eval_overlap, near_copies_of_eval)
+NEAR_COPY = 0.8
 _JUDGES: dict = {}
 
 
@@ -94,6 +100,48 @@ def train_texts(data) -> set:
     return _TRAIN[key]
 
 
+def content_words(text: str) -> set:
+    import re
+
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return {w for w in re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower()) if w not in ENGLISH_STOP_WORDS}
+
+
+_EVAL_INDEX: dict = {}
+
+
+def _eval_index(data):
+    """Content-word -> evaluation rows, for the task's scored split (cached per data)."""
+    key = _data_key(data)
+    if key not in _EVAL_INDEX:
+        index: dict = {}
+        for i, t in enumerate(data.texts("eval")):
+            for w in content_words(" ".join(t)):
+                index.setdefault(w, []).append(i)
+        _EVAL_INDEX[key] = (index, len(data.texts("eval")))
+    return _EVAL_INDEX[key]
+
+
+def max_overlap(words: set, index: dict, n_eval: int) -> float:
+    """The largest share of ``words`` that one evaluation example holds (0 for an example without content words)."""
+    if not words or not n_eval:
+        return 0.0
+    counts = np.zeros(n_eval, dtype=np.int64)
+    for w in words:
+        rows = index.get(w)
+        if rows:
+            np.add.at(counts, rows, 1)
+    return float(counts.max()) / len(words)
+
+
+def contamination(ts: TextSet, data) -> dict:
+    index, n_eval = _eval_index(data)
+    scores = np.array([max_overlap(content_words(" ".join(t)), index, n_eval) for t in ts.texts])
+    return {"eval_overlap": float(scores.mean()) if len(scores) else 0.0,
+            "near_copies_of_eval": float((scores >= NEAR_COPY).mean()) if len(scores) else 0.0}
+
+
 def set_card(ts: TextSet, data, cache_dir: Path | None = None) -> dict:
     judge, dev_acc = judge_for(data, cache_dir)
     labels = np.asarray(ts.labels)
@@ -103,4 +151,5 @@ def set_card(ts: TextSet, data, cache_dir: Path | None = None) -> dict:
     joined = [" ".join(t) for t in ts.texts]
     return {"card_version": CARD_VERSION, "label_agreement": agree, "judge_dev_accuracy": dev_acc,
             "judge": "tfidf-1-2gram+logreg on the pool", "memorised": memorised,
-            "mean_words": float(np.mean([len(t.split()) for t in joined])), "distinct_2": distinct_n(joined, 2)}
+            "mean_words": float(np.mean([len(t.split()) for t in joined])), "distinct_2": distinct_n(joined, 2),
+            **contamination(ts, data)}

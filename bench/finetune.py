@@ -51,16 +51,30 @@ def reinit_head(model, seed: int) -> None:
                     m.bias.zero_()
 
 
-def load_classifier(model_id: str, num_labels: int, seed: int, device: str):
-    """The pretrained body with a freshly initialised head, seeded."""
+def dropout_overrides(model_id: str, dropout: float) -> dict:
+    """Every dropout probability of a model's config (hidden, attention, classifier, ...) set to ``dropout``: the
+    config keyword arguments for from_pretrained."""
+    from transformers import AutoConfig
+
+    from .models import resolve_model
+
+    cfg = AutoConfig.from_pretrained(resolve_model(model_id))
+    return {k: dropout for k, v in cfg.to_dict().items()
+            if "dropout" in k and (v is None or isinstance(v, float)) and not k.startswith("summary")}
+
+
+def load_classifier(model_id: str, num_labels: int, seed: int, device: str, dropout: float | None = None):
+    """The pretrained body with a freshly initialised head, seeded; ``dropout``: every dropout probability of the
+    model set to it (a reward model trained under heavy regularisation), else the model's own."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     from .models import load_pretrained
 
     torch.manual_seed(seed)
+    extra = dropout_overrides(model_id, dropout) if dropout is not None else {}
     model = load_pretrained(AutoModelForSequenceClassification, model_id, num_labels=num_labels,
-                            ignore_mismatched_sizes=True)  # a checkpoint's own head is replaced below anyway
+                            ignore_mismatched_sizes=True, **extra)  # a checkpoint's own head is replaced below anyway
     reinit_head(model, seed)
     if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
         model.config.pad_token_id = model.config.eos_token_id
@@ -145,13 +159,14 @@ def train_classifier(model, tokenizer, texts: list[tuple[str, ...]], labels, rec
 
 
 def fit_small_model(learner: str, num_labels: int, texts, labels, recipe: FinetuneRecipe, seed: int, device: str,
-                    loss_fn=None):
-    """The suite's fine-tuning recipe as a tool for methods (S3, GOLD train a small model on what they wrote):
-    a fresh head on ``learner``, trained on (texts, labels) -> (model, tokenizer)."""
+                    loss_fn=None, dropout: float | None = None):
+    """The suite's fine-tuning recipe as a tool for methods (S3, GOLD train a small model on what they wrote,
+    CondenseLM its reward models): a fresh head on ``learner``, trained on (texts, labels) -> (model, tokenizer);
+    ``dropout`` sets every dropout probability of the model (load_classifier)."""
     from .models import load_tokenizer
 
     tok = load_tokenizer(learner)
-    model = load_classifier(learner, num_labels, seed, device)
+    model = load_classifier(learner, num_labels, seed, device, dropout=dropout)
     train_classifier(model, tok, texts, labels, recipe, seed, device, loss_fn=loss_fn)
     return model, tok
 

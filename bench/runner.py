@@ -610,9 +610,18 @@ class Runner:
         return True
 
     def _backfill_card(self, cell, spec, mctx) -> None:
-        """A finished cell's set file written before sets had cards gets its card (nothing else changes)."""
+        """A finished cell's set file written before sets had cards gets its card, and a card of an older version the
+        fields added since (contamination); nothing else changes."""
+        from .cards import CARD_VERSION, contamination
+
         path = self.set_path(mctx.task.name, spec.label, cell.dpc, cell.set_index)
         ts, meta = self._stored_set(path, cell.config_hash, mctx.task)
-        if ts is not None and "card" not in meta:
+        if ts is None:
+            return
+        if "card" not in meta:
             meta["card"] = set_card(ts, mctx.data, self.cache_dir)
-            atomic_write_text(meta_path(path), json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+        elif meta["card"].get("card_version", 1) < CARD_VERSION:
+            meta["card"] = {**meta["card"], **contamination(ts, mctx.data), "card_version": CARD_VERSION}
+        else:
+            return
+        atomic_write_text(meta_path(path), json.dumps(meta, indent=2, ensure_ascii=False) + "\n")

@@ -104,6 +104,7 @@ def data_notes(df: pd.DataFrame) -> list[str]:
 
 
 REFERENCE_COLUMNS = ["task", "learner", "method", "dpc", "mean", "std"]
+PAPER_TABLES = ("dilm_paper_tables.csv", "condenselm_paper_tables.csv")  # what --reference paper shows
 
 
 def load_reference(name: str) -> pd.DataFrame:
@@ -111,9 +112,9 @@ def load_reference(name: str) -> pd.DataFrame:
     ``evaluator`` optional, default finetune)."""
     from importlib.resources import files
 
-    if name == "paper":
-        source = files("dilmbench.reference") / "dilm_paper_tables.csv"
-        df = pd.read_csv(source.open(), comment="#")
+    if name == "paper":  # every published table shipped: DiLM's, and CondenseLM's rows for its own method
+        ref = files("dilmbench.reference")
+        df = pd.concat([pd.read_csv((ref / f).open(), comment="#") for f in PAPER_TABLES], ignore_index=True)
     else:
         if not Path(name).is_file():
             raise DilmbenchError(f"reference '{name}' is neither 'paper' nor a CSV file")
@@ -230,7 +231,8 @@ def results_json(df: pd.DataFrame) -> str:
 
 
 CARD_COLUMNS = {"label_agreement": "judge agrees %", "memorised": "memorised %", "mean_words": "words",
-                "distinct_2": "distinct-2 %"}
+                "distinct_2": "distinct-2 %", "eval_overlap": "eval overlap %",
+                "near_copies_of_eval": "eval near-copies %"}
 CARD_SCALE = {k: 1 if k == "mean_words" else 100 for k in CARD_COLUMNS}  # shown as words, else percent
 
 
@@ -249,7 +251,9 @@ def load_cards(out: str | Path, results: pd.DataFrame) -> tuple[pd.DataFrame, li
         if card is None:
             missing.append(str(path))
             continue
-        rows.append({"task": r["task"], "method": r["method"], "dpc": r["dpc"], **{k: card[k] for k in CARD_COLUMNS}})
+        # (a card of an older version lacks the fields added since: shown as "–" until a run of the folder adds them)
+        rows.append({"task": r["task"], "method": r["method"], "dpc": r["dpc"],
+                     **{k: card.get(k, float("nan")) for k in CARD_COLUMNS}})
     return pd.DataFrame(rows), missing
 
 
@@ -259,7 +263,9 @@ def build_cards_table(cards: pd.DataFrame) -> pd.DataFrame:
     for (task, method, dpc), g in cards.groupby(["task", "method", "dpc"]):
         row = {"task": task, "method": method, "dpc": dpc, "sets": len(g)}
         for k, name in CARD_COLUMNS.items():
-            row[name] = f"{CARD_SCALE[k] * g[k].mean():.1f} ± {CARD_SCALE[k] * g[k].std(ddof=0):.1f}"
+            v = g[k].dropna()
+            row[name] = (f"{CARD_SCALE[k] * v.mean():.1f} ± {CARD_SCALE[k] * v.std(ddof=0):.1f}" if len(v) == len(g)
+                         else "–")
         out.append(row)
     return pd.DataFrame(out).set_index("task")
 

@@ -64,3 +64,38 @@ def test_runner_writes_cards_and_table_shows_them(glue_dir, tiny_bert, tmp_path)
     res = CliRunner().invoke(main, ["table", "--out", str(out), "--cards"])
     assert res.exit_code == 0, res.output
     assert "judge agrees %" in res.output and "100.0 ± 0.0" in res.output and "no card" not in res.output
+
+
+def test_contamination_finds_a_planted_near_copy_of_the_evaluation_split(sst2, tmp_path):
+    from dilmbench.cards import content_words, max_overlap
+
+    # by hand: stop words and punctuation go; 2 of the 3 content words of "great cast, dull plot!" are in "dull plot"
+    assert content_words("The great cast, a DULL plot!") == {"great", "cast", "dull", "plot"}
+    assert max_overlap({"great", "cast", "dull"}, {"dull": [0], "cast": [0, 1]}, 2) == pytest.approx(2 / 3)
+    ev = sst2.texts("eval")[3][0]
+    planted = TextSet("sst2", ("sentence",), [(ev.upper() + " !",), ("zebra quantum saxophone",)], [0, 1])
+    card = set_card(planted, sst2, tmp_path)
+    assert card["near_copies_of_eval"] == 0.5  # the copy (case and punctuation changed), not the unrelated text
+    assert card["eval_overlap"] == pytest.approx(0.5)  # 1.0 for the copy, 0 for words no evaluation text holds
+    assert card["card_version"] == 2
+    real = set_card(TextSet("sst2", ("sentence",), sst2.texts("pool")[:10], sst2.labels("pool")[:10]), sst2, tmp_path)
+    assert 0 <= real["eval_overlap"] <= 1
+
+
+def test_an_older_card_gains_the_contamination_fields_on_the_next_run(glue_dir, tiny_bert, tmp_path):
+    out = tmp_path / "out"
+    args = ["run", "--preset", "quick", "--methods", "random", "--dpc", "2", "--sets", "1", "--steps", "2",
+            "--encoder", tiny_bert, "--learners", tiny_bert, "--data-dir", str(glue_dir), "--dev-size", "10",
+            "--out", str(out), "--no-progress"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    meta = next((out / "sets").rglob("*.meta.json"))
+    m = json.loads(meta.read_text())
+    for k in ("eval_overlap", "near_copies_of_eval"):
+        m["card"].pop(k)
+    m["card"]["card_version"] = 1
+    meta.write_text(json.dumps(m))
+    res = CliRunner().invoke(main, ["table", "--out", str(out), "--cards"])
+    assert res.exit_code == 0 and "–" in res.output  # an old card: shown as not measured, not as zero
+    assert CliRunner().invoke(main, args).exit_code == 0  # every run done: only the card is brought up to date
+    card = json.loads(meta.read_text())["card"]
+    assert card["card_version"] == 2 and "eval_overlap" in card

@@ -242,6 +242,9 @@ def test_paper_reference_shows_where_everything_matches(tmp_path):
     bert5, bert20 = "sst2 / finetune:bert-base-uncased / DPC 5", "sst2 / finetune:bert-base-uncased / DPC 20"
     assert t.loc["paper: random", bert5] == "58.1 ± 5.2" and t.loc["paper: random", bert20] == "70.3 ± 6.8"
     assert t.loc["paper: dilm", bert5] == "72.5 ± 5.9"
+    # CondenseLM's reported cells: its open writer (Table 8, DPC 5 only) and GPT-4o (Table 4)
+    assert t.loc["paper: condenselm", bert5] == "75.0 ± 4.2" and t.loc["paper: condenselm", bert20] == "–"
+    assert t.loc["paper: condenselm_gpt4o", bert20] == "82.4 ± 2.5"
     assert t.loc["paper: full_data", bert5] == t.loc["paper: full_data", bert20] == "92.7"  # no DPC: every column
     # MiniLM has no paper column, and an ICL column of a model the paper did not prompt gets nothing
     assert t.loc["paper: random", "sst2 / finetune:all-MiniLM-L6-v2 / DPC 5"] == "–"
