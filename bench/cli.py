@@ -6,12 +6,8 @@ import sys
 import click
 from pathlib import Path
 
-from .config import Overwrite
+from .config import Overwrite, RunOptions
 from .errors import DilmbenchError
-
-
-def _csv(value):
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
 class _Group(click.Group):
@@ -105,12 +101,9 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
     if not dry_run and any(v is not None for v in device_opts):
         raise DilmbenchError("--device-flops, --utilisation, --device-bandwidth, --step-floor and --device-memory go "
                              "with --dry-run")
+    opts = RunOptions.from_params(click.get_current_context().params)
     if config_file and Path(config_file).is_file() and is_grid_file(config_file):
-        shaping = {"--preset": preset, "--task": tasks, "--methods": methods, "--dpc": dpc, "--sets": sets,
-                   "--inits": inits, "--learners": learners, "--steps": steps, "--evaluator": evaluator,
-                   "--encoder": encoder, "--pooling": pooling, "--dev-size": dev_size, "--seed": seed,
-                   "--score-on": score_split}
-        given = [k for k, v in shaping.items() if v is not None]
+        given = opts.given()
         if given:
             raise DilmbenchError(f"{config_file} declares a grid: {given[0]} cannot change it from the command line "
                                  "(edit the file, or run without it)")
@@ -119,8 +112,7 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
         declared_runs(config_file)  # the declaration itself checked: no run declared twice, no given sets
         configs = entry_configs(config_file, data_dir or data_source, device)
     else:
-        configs = [_run_config(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator,
-                               encoder, pooling, data_dir, data_source, dev_size, seed, device, score_split)]
+        configs = [opts.config()]
     if len(configs) > 1:  # every entry's names and options checked before the first writes anything
         from .runner import Runner
 
@@ -163,23 +155,6 @@ def _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_add
     if runner.phases:
         split = ", ".join(f"{k} {v:.0f}s" for k, v in sorted(runner.phases.items(), key=lambda kv: -kv[1]))
         click.echo(f"time by phase: {split}; loading and planning {max(0.0, elapsed - sum(runner.phases.values())):.0f}s")
-
-
-_RUN_CONFIG_KEYS = ("preset", "config_file", "tasks", "methods", "dpc", "sets", "inits", "learners", "steps",
-                    "evaluator", "encoder", "pooling", "data_dir", "data_source", "dev_size", "seed", "device",
-                    "score_split")
-
-
-def _run_config(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling,
-                data_dir, data_source, dev_size, seed, device, score_split) -> dict:
-    """`dilmbench run`'s options -> the run config (shared with `validate --expect`)."""
-    from .config import build_config, set_evaluator_options
-
-    overrides = {"tasks": _csv(tasks), "methods": _csv(methods), "dpc": _csv(dpc), "sets": sets, "inits": inits,
-                 "evaluator": evaluator, "encoder": encoder, "pooling": pooling,
-                 "data_source": data_dir or data_source, "dev_size": dev_size, "seed": seed, "device": device,
-                 "score_split": score_split}
-    return set_evaluator_options(build_config(preset, config_file, overrides), learners=_csv(learners), steps=steps)
 
 
 @main.command()
@@ -300,7 +275,7 @@ def validate(results, expect, as_json, deep, data_dir):
         except click.exceptions.ClickException as exc:
             raise DilmbenchError(f"--expect is not a valid `dilmbench run` command line: {exc.format_message()}") from exc
         try:
-            grid = _expected_grid(_run_config(**{k: v for k, v in ctx.params.items() if k in _RUN_CONFIG_KEYS}))
+            grid = _expected_grid(RunOptions.from_params(ctx.params).config())
         except DilmbenchError as exc:
             raise DilmbenchError(f"--expect: {exc}") from exc
     report = check(results, grid)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
 
@@ -42,6 +43,60 @@ class Overwrite(str, Enum):
     CHANGED = "changed"  # also replace results made under another configuration, data or model snapshot
     ALWAYS = "always"  # redo every run
     NEVER = "never"  # touch no existing result
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options of `dilmbench run` that shape a grid, as typed (None: not given, the preset or file decides).
+    The CLI, `validate --expect` and scripts build a run config from it (``config()``), so no caller repeats the
+    option list; a grid declaration refuses any of them on the command line (``given()``)."""
+
+    preset: str | None = None
+    config_file: str | None = None
+    tasks: str | None = None
+    methods: str | None = None
+    dpc: str | None = None
+    sets: int | None = None
+    inits: int | None = None
+    learners: str | None = None
+    steps: int | None = None
+    evaluator: str | None = None
+    encoder: str | None = None
+    pooling: str | None = None
+    data_dir: str | None = None
+    data_source: str | None = None
+    dev_size: int | None = None
+    seed: int | None = None
+    device: str | None = None
+    score_split: str | None = None
+
+    # how each shaping option is written on the command line (for messages)
+    FLAGS = {"preset": "--preset", "tasks": "--task", "methods": "--methods", "dpc": "--dpc", "sets": "--sets",
+             "inits": "--inits", "learners": "--learners", "steps": "--steps", "evaluator": "--evaluator",
+             "encoder": "--encoder", "pooling": "--pooling", "dev_size": "--dev-size", "seed": "--seed",
+             "score_split": "--score-on"}
+
+    @classmethod
+    def from_params(cls, params: dict) -> "RunOptions":
+        """From a click context's params (or any mapping holding some of the fields; others are ignored)."""
+        return cls(**{f.name: params.get(f.name) for f in fields(cls)})
+
+    def given(self) -> list[str]:
+        """The grid-shaping options given, as their flags (data location and device do not shape a grid)."""
+        return [flag for name, flag in self.FLAGS.items() if getattr(self, name) is not None]
+
+    def config(self) -> dict:
+        """preset, then --config's YAML, then $DILMBENCH_DATA_DIR, then these flags -> the run config."""
+        def csv(value):
+            return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+        overrides = {"tasks": csv(self.tasks), "methods": csv(self.methods), "dpc": csv(self.dpc), "sets": self.sets,
+                     "inits": self.inits, "evaluator": self.evaluator, "encoder": self.encoder,
+                     "pooling": self.pooling, "data_source": self.data_dir or self.data_source,
+                     "dev_size": self.dev_size, "seed": self.seed, "device": self.device,
+                     "score_split": self.score_split}
+        return set_evaluator_options(build_config(self.preset, self.config_file, overrides),
+                                     learners=csv(self.learners), steps=self.steps)
 
 
 def build_evaluator(cfg: dict):

@@ -153,11 +153,11 @@ def estimate(args_list: list[str], env: dict, device: str, flops: float) -> dict
     os.environ.update(env)
     try:
         ctx = cli.run.make_context("run", list(args_list))
-        p = ctx.params
-        cfg = cli._run_config(p["preset"], p["config_file"], p["tasks"], p["methods"], p["dpc"], p["sets"], p["inits"],
-                              p["learners"], p["steps"], p["evaluator"], p["encoder"], p["pooling"], p["data_dir"],
-                              p["data_source"], p["dev_size"], p["seed"], "cpu" if device == "cpu" else "auto",
-                              p["score_split"])
+        from dataclasses import replace
+
+        from dilmbench.config import RunOptions
+
+        cfg = replace(RunOptions.from_params(ctx.params), device="cpu" if device == "cpu" else "auto").config()
         # plan against an empty folder that sees the step's sets: its runs count as to make (they ran), its sets
         # are costed by their own texts
         import tempfile
