@@ -47,7 +47,7 @@ SHARED_CONFIG = {
     "prompts": None,  # {task: {"context": "generate"|"pool", "context_prompt", "labels": [...], "demo": [...]}}
     "seed": 0,  # the pool depends on this and the set index, not on DPC (another DPC reuses the generated texts)
 }
-# quick: SmolLM2-135M-Instruct. Against gemma-3-270m on ZeroGen's SST-2 prompts (benchmarks/synthesis_generators.py,
+# quick: SmolLM2-135M-Instruct. Against gemma-3-270m on ZeroGen's SST-2 prompts (results/benchmarks/probes/synthesis_generators.py,
 # results/benchmarks/synthesis_generators.txt): judge agreement 65.0% vs 67.5% on 40 texts (a tie at that size), 36
 # vs 12 tokens/s on 2 cores, so the faster one.
 QUICK = {"generator": "HuggingFaceTB/SmolLM2-135M-Instruct", "batch_size": 16}

@@ -5,15 +5,15 @@ from pathlib import Path
 import pytest
 
 spec = importlib.util.spec_from_file_location("validate_committed",
-                                              Path(__file__).parent.parent / "benchmarks" / "validate_committed.py")
+                                              Path(__file__).parent.parent / "benchmarks" / "tools" / "validate_committed.py")
 vc = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(vc)
 
 
 @pytest.mark.parametrize("folder", vc.folders(), ids=lambda f: str(f.relative_to(vc.ROOT)))
 def test_validate_txt_is_what_validate_says_now(folder):
-    assert (folder / "validate.txt").is_file(), f"run python benchmarks/validate_committed.py ({folder} has none)"
-    assert (folder / "validate.txt").read_text() == vc.said(folder), "stale: python benchmarks/validate_committed.py"
+    assert (folder / "validate.txt").is_file(), f"run python benchmarks/tools/validate_committed.py ({folder} has none)"
+    assert (folder / "validate.txt").read_text() == vc.said(folder), "stale: python benchmarks/tools/validate_committed.py"
 
 
 def test_there_are_committed_results_to_check():

@@ -1,7 +1,7 @@
 """The paper preset, unchanged, at its real model sizes: stand-ins of bert-base-uncased and gpt2 (real configurations,
 random weights, tokenizers of their kind and size) named through the model map. One task and the smallest slices:
 DiLM's three stages a step or two each at the reference's generation length (its batches cut to 8-16 examples: at
-the reference's 64 / 200 a float32 matching update alone takes minutes on 2 cores; benchmarks/paper_rehearsal.py runs
+the reference's 64 / 200 a float32 matching update alone takes minutes on 2 cores; benchmarks/speed/paper_rehearsal.py runs
 them whole), a fine-tune at 512-token inputs, the dry run of the same command."""
 import json
 

@@ -2,7 +2,7 @@
 src/dataset_attrs.py, src/data.py, src/generator.py; pair-task real batches from the released sets' folder names,
 "gm_real_dpc_100_2"), keyed by this suite's config names, and where the paper preset deviates, why.
 
-tests/test_dilm.py holds PAPER to these; `python benchmarks/dilm_paper_vs_reference.py` prints them side by side.
+tests/test_dilm.py holds PAPER to these; `python benchmarks/analyses/dilm_paper_vs_reference.py` prints them side by side.
 """
 # ours: (reference value, where the reference sets it)
 REFERENCE = {
