@@ -61,7 +61,7 @@ def _kmeans_fit(x: np.ndarray, k: int, seed: int, backend: str, max_iter: int):
     if backend == "faiss-sampled":
         # for pools far larger than k: k-means++ seeding and Lloyd's iterations on a seeded random subsample of at most
         # 1,024 points per centroid, then every point assigned to its nearest centroid once (the choice for pool-scale
-        # selection: benchmarks/kmeans_pool.py measures its inertia against sklearn's k-means++ on all points; faiss's
+        # selection: benchmarks/speed/kmeans_pool.py measures its inertia against sklearn's k-means++ on all points; faiss's
         # own recipe, random init on 256 points per centroid, was 1.2% above sklearn's on average and can put two
         # centroids in one well-separated blob)
         import faiss

@@ -4,7 +4,7 @@ wants it.
 Same as the reference path (``dilmbench.finetune.train_classifier``): the steps, the cosine schedule with warmup,
 AdamW (lr, betas, eps, decoupled weight decay, none on biases and norm weights), gradient clipping at the global norm,
 the seeded batch order, the fresh head, dropout (same sites, same probability, inverted scaling), the loss. What it
-changes, each measured by benchmarks/finetune_roofline.py:
+changes, each measured by benchmarks/speed/finetune_roofline.py:
 
 - bfloat16 autocast on every device (the CUDA path always had it; on a CPU it was the ``cpu_bf16`` option), one
   autocast region per step, so each weight is cast once per step, not once per micro-batch; weights, gradients and

@@ -90,7 +90,7 @@ class Task:
         out = fn(np.asarray(labels), preds)
         if "score" not in out:
             raise DilmbenchError(f"task '{self.name}''s metric returned no 'score'")
-        # how often each class was answered: a score near a constant answer's (benchmarks/chance_levels.py) reads as
+        # how often each class was answered: a score near a constant answer's (benchmarks/analyses/chance_levels.py) reads as
         # "learned nothing" only if the answers say so
         out["predicted_share"] = [float(np.mean(preds == k)) if len(preds) else 0.0 for k in range(self.num_labels)]
         return out
