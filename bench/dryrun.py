@@ -57,7 +57,8 @@ def dry_run(runner, dev: Device | None = None, device: str | None = None, genera
     rows, stage_rows, notes, detail, too_big = [], [], [], [], []
     totals = {"runs": 0, "done": 0, "sets": 0, "flops": 0.0, "seconds": 0.0, "unestimated": 0}
     seen_task_stages = set()
-    for task, data, _load_s, spec, planned in plan:
+    for pm in plan:
+        task, data, spec, planned = pm.task, pm.data, pm.spec, pm.cells
         cctx = replace(context_for(data, kind, cfg["encoder"]), generation=generation)
         method = runner.methods[spec.label]
         memo: dict = {}

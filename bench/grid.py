@@ -130,7 +130,7 @@ def check_configurations(folder: str | Path, data_source: str | None = None) -> 
     for i, cfg in enumerate(entry_configs(grid_path(folder), data_source), 1):
         runner = Runner(cfg, folder, overwrite="never", progress=False, log=lambda m: None)
         runner.build()
-        for _task, _data, _load_s, _spec, planned in runner.plan():
+        for planned in (pm.cells for pm in runner.plan()):
             for ps in planned:
                 for run in ps.runs:
                     if run.status not in ("done", "missing"):

@@ -56,6 +56,36 @@ class MethodSpec:
         return cls(label=f"{name}-" + Path(arg.rstrip("/")).name, name=name, options={**options, key: arg})
 
 
+
+@dataclass
+class MadeSet:
+    """A cell's set, made or reused, with what each of its runs' results records about how it came to be."""
+    task: object
+    data: object
+    spec: MethodSpec
+    method: object
+    cell: object  # the planned cell (dpc, set index, identity, runs)
+    seeded_by_content: bool
+    set_seed: int
+    ts: TextSet
+    set_file: Path
+    env: dict
+    device: dict
+    bar: object
+    timing: dict  # data_load, method_prepare, make_set (seconds)
+    threads: int | None
+
+
+@dataclass
+class PendingRun:
+    """One run of a cell waiting for its evaluation: here, in a worker, or in a batch (--batch-runs)."""
+    made: MadeSet
+    run: object  # the planned run (path, learner, init, identity, status)
+    init_seed: int
+
+    def __str__(self) -> str:
+        return str(self.run.path)
+
 def ensure_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -128,6 +158,16 @@ class PlannedSet:
     identity: dict
     config_hash: str
     runs: list[PlannedRun]
+
+
+@dataclass
+class PlannedMethod:
+    """One task x method of the plan: the task's data (loaded and checked) and its cells."""
+    task: object
+    data: object
+    load_s: float  # seconds the data took to load
+    spec: MethodSpec
+    cells: list[PlannedSet]
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
@@ -220,7 +260,7 @@ class Runner:
                                       dpc, set_index, init)
 
     # ---- the grid ------------------------------------------------------------------------------------------
-    def plan(self) -> list:
+    def plan(self) -> list[PlannedMethod]:
         """Every task's data loaded and checked, every run's identity and path, and what to do with it, before
         anything is written: bad input and results that would be destroyed stop the run here."""
         cfg = self.cfg
@@ -292,7 +332,7 @@ class Runner:
                                 in_the_way.append((path, status))
                             runs.append(PlannedRun(learner, init, path, run_hash, run_ident, status))
                     planned.append(PlannedSet(dpc, set_index, given, ident, set_hash, runs))
-                plan.append((task, data, load_s, spec, planned))
+                plan.append(PlannedMethod(task, data, load_s, spec, planned))
         if in_the_way:
             path, why = in_the_way[0]
             raise DilmbenchError(
@@ -322,7 +362,7 @@ class Runner:
         cfg = self.cfg
         workers = None
         if (self.workers > 1 or self.executor == "ray") and not self.sets_only and any(
-                r.status in REDO[self.overwrite] for *_, planned in plan for c in planned for r in c.runs):
+                r.status in REDO[self.overwrite] for pm in plan for c in pm.cells for r in c.runs):
             from .registry import loaded_plugins
             from .workers import LocalWorkers, RayWorkers
 
@@ -335,7 +375,8 @@ class Runner:
         env = environment_summary()
         dev = device_info(self.device)
         split = cfg.get("score_split", "eval")
-        for task, data, load_s, spec, planned in plan:
+        for pm in plan:
+            task, data, load_s, spec, planned = pm.task, pm.data, pm.load_s, pm.spec, pm.cells
             ectx = EvalContext(data=data, device=self.device, cache_dir=self.cache_dir, progress=self.progress,
                                split=split)
             method = self.methods[spec.label]
@@ -369,15 +410,14 @@ class Runner:
                     self.counts["not_evaluated"] += len(todo)
                     bar.update(len(todo))
                     continue
-                base = {"task": task, "data": data, "spec": spec, "method": method, "cell": cell,
-                        "seeded_by_content": where[0] == "content", "set_seed": set_seed, "ts": ts,
-                        "set_file": set_file, "env": env, "device": dev, "bar": bar,
-                        "timing": {"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s},
-                        "threads": workers.threads if workers is not None else dev.get("torch_threads")}
+                made = MadeSet(task=task, data=data, spec=spec, method=method, cell=cell,
+                               seeded_by_content=where[0] == "content", set_seed=set_seed, ts=ts, set_file=set_file,
+                               env=env, device=dev, bar=bar,
+                               timing={"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s},
+                               threads=workers.threads if workers is not None else dev.get("torch_threads"))
                 for r in todo:
-                    meta = {**base, "run": r, "path": str(r.path),
-                            "init_seed": derive_seed(cfg["seed"], task.name, *where, r.init)}
-                    self._evaluate_or_queue(meta, groups, ectx, workers, split)
+                    self._evaluate_or_queue(PendingRun(made, r, derive_seed(cfg["seed"], task.name, *where, r.init)),
+                                            groups, ectx, workers, split)
                 if workers is not None:
                     for done in workers.harvest():
                         self._finish(*done)
@@ -422,21 +462,21 @@ class Runner:
     def _key(self, path: Path) -> str:
         return str(Path(path).relative_to(self.out))
 
-    def _evaluate_or_queue(self, meta: dict, groups: dict, ectx, workers, split: str) -> None:
+    def _evaluate_or_queue(self, p: "PendingRun", groups: dict, ectx, workers, split: str) -> None:
         """One run: evaluated here, handed to a worker, or (--batch-runs) queued per (DPC, learner) until its batch
         is full."""
-        r, task, data, ts = meta["run"], meta["task"], meta["data"], meta["ts"]
+        r, task, data, ts = p.run, p.made.task, p.made.data, p.made.ts
         if self.batch_runs > 1:
-            key = (meta["cell"].dpc, r.learner)
-            groups.setdefault(key, []).append(meta)
+            key = (p.made.cell.dpc, r.learner)
+            groups.setdefault(key, []).append(p)
             if len(groups[key]) == self.batch_runs:
                 self._dispatch(groups.pop(key), ectx, workers, task, data, split)
         elif workers is None:
             t0 = time.perf_counter()
-            res = self.evaluator.evaluate(ectx, ts, r.learner, meta["init_seed"])
-            self._finish(meta, res, time.perf_counter() - t0, 0)
+            res = self.evaluator.evaluate(ectx, ts, r.learner, p.init_seed)
+            self._finish(p, res, time.perf_counter() - t0, 0)
         else:
-            workers.submit(self._job(task, data, split, ts, r.learner, meta["init_seed"]), meta)
+            workers.submit(self._job(task, data, split, ts, r.learner, p.init_seed), p)
 
     def _job(self, task, data, split, ts, learner, seed) -> dict:
         from .config import evaluator_options
@@ -446,41 +486,41 @@ class Runner:
                 "data": (data.source, cfg["dev_size"], cfg["dev_seed"]), "split": split, "device": self.device,
                 "cache_dir": str(self.cache_dir), "textset": ts, "learner": learner, "seed": seed}
 
-    def _dispatch(self, metas: list[dict], ectx, workers, task, data, split) -> None:
+    def _dispatch(self, pending: list["PendingRun"], ectx, workers, task, data, split) -> None:
         """Several runs at once (--batch-runs): evaluate_many here, or one job for a worker; each run's result is
         written when its batch is back, so a kill loses only the batches in flight."""
-        if not metas:
+        if not pending:
             return
         if workers is None:
             t0 = time.perf_counter()
-            results = self.evaluator.evaluate_many(ectx, [(m["ts"], m["run"].learner, m["init_seed"]) for m in metas])
-            self._finish_many(metas, results, time.perf_counter() - t0, 0)
+            results = self.evaluator.evaluate_many(ectx, [(p.made.ts, p.run.learner, p.init_seed) for p in pending])
+            self._finish_many(pending, results, time.perf_counter() - t0, 0)
         else:
-            jobs = [self._job(task, data, split, m["ts"], m["run"].learner, m["init_seed"]) for m in metas]
-            workers.submit({**jobs[0], "runs": jobs}, metas)
+            jobs = [self._job(task, data, split, p.made.ts, p.run.learner, p.init_seed) for p in pending]
+            workers.submit({**jobs[0], "runs": jobs}, pending)
             for done in workers.harvest():
                 self._finish(*done)
 
-    def _finish_many(self, metas: list[dict], results: list[dict], total: float, retries: int) -> None:
-        if len(results) != len(metas):
+    def _finish_many(self, pending: list["PendingRun"], results: list[dict], total: float, retries: int) -> None:
+        if len(results) != len(pending):
             raise DilmbenchError(f"evaluator '{self.evaluator.name}' returned {len(results)} results for "
-                                 f"{len(metas)} runs")
-        for meta, res in zip(metas, results):
-            self._finish(meta, res, total / len(metas), retries)
+                                 f"{len(pending)} runs")
+        for p, res in zip(pending, results):
+            self._finish(p, res, total / len(pending), retries)
 
-    def _finish(self, meta, res, total: float, retries: int) -> None:
-        if isinstance(meta, list):  # a worker's batch of runs
-            return self._finish_many(meta, res, total, retries)
-        self._finish_one(meta, res, total, retries)
+    def _finish(self, p, res, total: float, retries: int) -> None:
+        if isinstance(p, list):  # a worker's batch of runs
+            return self._finish_many(p, res, total, retries)
+        self._finish_one(p, res, total, retries)
 
-    def _finish_one(self, meta: dict, res: dict, total: float, retries: int) -> None:
+    def _finish_one(self, p: "PendingRun", res: dict, total: float, retries: int) -> None:
         """A run's result, made here or in a worker, written as one complete file by the driver."""
         from .provenance import model_revision
 
-        cfg, r, task, data, spec, method, cell, ts = (self.cfg, meta["run"], meta["task"], meta["data"], meta["spec"],
-                                                      meta["method"], meta["cell"], meta["ts"])
+        m, r, cfg = p.made, p.run, self.cfg
+        task, data, spec, method, cell, ts = m.task, m.data, m.spec, m.method, m.cell, m.ts
         split = cfg.get("score_split", "eval")
-        timing = {**meta["timing"], **{k: v for k, v in res.pop("timing_s", {}).items()}, "evaluate_total": total}
+        timing = {**m.timing, **{k: v for k, v in res.pop("timing_s", {}).items()}, "evaluate_total": total}
         inner = {k: v for k, v in timing.items() if k not in RUNNER_TIMINGS}
         for k, v in inner.items():
             self._add_phase(f"evaluate: {k}", v)
@@ -493,30 +533,30 @@ class Runner:
             "score": res.pop("score"), "metrics": res,
             "scored_on": {"split": split, "name": task.eval_split if split == "eval" else "dev (carved from train)",
                           "size": len(getattr(data, split))},
-            "seeds": {"base": cfg["seed"], "set": meta["set_seed"], "init": meta["init_seed"],
+            "seeds": {"base": cfg["seed"], "set": m.set_seed, "init": p.init_seed,
                       "derivation": ("sha256(base|task|content|<set content hash>[|init])[:4] & 0x7fffffff"
-                                     if meta.get("seeded_by_content") else
+                                     if m.seeded_by_content else
                                      "sha256(base|task|method|dpc|set[|init])[:4] & 0x7fffffff")},
             "config_hash": r.config_hash, "set_config_hash": cell.config_hash,
             "config": {**r.identity, "set_identity": cell.identity, "preset": cfg.get("preset")},
-            "textset": {"path": os.path.relpath(meta["set_file"], self.out), "content_hash": ts.content_hash(),
+            "textset": {"path": os.path.relpath(m.set_file, self.out), "content_hash": ts.content_hash(),
                         "size": len(ts), "class_counts": ts.class_counts(task.num_labels),
                         "weighted": ts.weights is not None},
             "models": {"learner": {"id": r.learner, "revision": model_revision(r.learner)},
                        **({"encoder": {"id": cfg["encoder"], "revision": model_revision(cfg["encoder"]),
                                        "pooling": cfg["pooling"]}} if method.needs_embeddings else {})},
             "data": {**data.provenance(), "fingerprint": data.fingerprint()},
-            "environment": meta["env"], "device": meta["device"], "timing_s": timing,
+            "environment": m.env, "device": m.device, "timing_s": timing,
             "execution": {"executor": self.executor, "workers": self.workers,
-                          "threads_per_worker": meta["threads"], "retries": retries,
+                          "threads_per_worker": m.threads, "retries": retries,
                           **({"batch_runs": self.batch_runs} if self.batch_runs > 1 else {})},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         atomic_write_text(r.path, json.dumps(record, indent=1, sort_keys=False) + "\n")
         self.claims.release(self._key(r.path))
         self.counts["done"] += 1
-        meta["bar"].update(1)
-        meta["bar"].set_postfix(score=f"{record['score']:.3f}")
+        m.bar.update(1)
+        m.bar.set_postfix(score=f"{record['score']:.3f}")
 
     def _add_phase(self, name: str, seconds: float) -> None:
         if seconds > 0:

@@ -106,7 +106,7 @@ class LocalWorkers:
             for job, meta, tries in lost:
                 if tries + 1 > self.max_retries:
                     raise DilmbenchError(f"a run was lost with its worker {tries + 1} times; giving up "
-                                         f"({meta.get('path') if isinstance(meta, dict) else meta})")
+                                         f"({', '.join(map(str, meta)) if isinstance(meta, list) else meta})")
                 self.submit(job, meta, tries + 1)
         return out
 
