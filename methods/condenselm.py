@@ -304,6 +304,63 @@ class CondenseLMMethod(SynthesisMethod):
 
         return [cand if usable(cand) else None for cand in cands]
 
+    def estimate_cost(self, cctx, dpc: int) -> list | None:
+        """M_rep once per task (its training steps, then scoring the candidate rows); per set, T = ceil(DPC / K')
+        iterations, each: M_cov's 200-step fine-tune on what is written so far (none before the first) and its pass
+        over the candidate rows, the writer's N feature notes and N x C examples (prompts of the subset's 2K real
+        examples, decoded with a KV cache; each decoding step reads every weight once), and both reward models over
+        the candidates' texts. Lengths: the pool's (cctx.pool_lengths)."""
+        from dilmbench.cost import StageCost, expected_batch_max, model_shape
+
+        cfg, task = self.config, cctx.task
+        gen, rew = model_shape(cfg["generator"]), model_shape(cfg["reward_model"])
+        if gen is None or rew is None:
+            return None
+        C, k, k_syn, N = task.num_labels, self.subset_size(task), cfg["condensed_per_class"], cfg["candidates"]
+        pool = np.minimum(cctx.pool_lengths, cfg["max_length"])
+        mean = float(pool.mean()) if len(pool) else 0.0
+        recipe = self._recipe()
+        rep_rows = min(cfg["rep_train_size"] or cctx.pool_size, cctx.pool_size)
+        rep_steps = max(1, cfg["rep_epochs"] * (rep_rows // cfg["rep_batch_size"]))
+        rep_len = expected_batch_max(pool, cfg["rep_batch_size"], cfg["max_length"])
+        scored = C * cfg["candidates_per_class"] if cfg["candidates_per_class"] else cctx.pool_size
+        score_pass = rew.forward_flops(scored * mean, mean)
+        stages = [StageCost("M_rep: train + score candidates",
+                            rep_steps * 3 * rew.forward_flops(cfg["rep_batch_size"] * rep_len, rep_len) + score_pass,
+                            rew.train_bytes(cfg["rep_batch_size"], int(rep_len), act_scale=cctx.act_scale),
+                            per="task", steps=rep_steps)]
+        T = math.ceil(dpc / k_syn)
+        prompt = 2 * k * C * (mean + 4) + 60  # the subset's examples as labelled lines, and the instructions
+        feat_new, new = cfg["feature_max_new_tokens"], cfg["max_new_tokens"]
+        write_prompt = prompt + feat_new + 40
+        n_write = N * C * k_syn  # examples written per iteration (pairs: one hypothesis per premise and label)
+
+        def decode(n, context, length, batch):
+            return (gen.forward_flops(n * length, context + length / 2, lm_head=True),
+                    int(-(-n // batch) * length))
+
+        gen_flops = gen.forward_flops(N * prompt, prompt / 2, True) + gen.forward_flops(
+            N * C * write_prompt, write_prompt / 2, True)
+        f1, s1 = decode(N, prompt, feat_new, cfg["batch_size"])
+        f2, s2 = decode(n_write, write_prompt, new, cfg["batch_size"])
+        steps_dec = s1 + s2
+        cov_flops = 0.0
+        for t in range(1, T):  # M_cov(t) on the t x K' x C texts written so far, then its pass over the candidates
+            size = t * k_syn * C
+            b = recipe.batch_size(size)
+            cov_flops += recipe.steps * 3 * rew.forward_flops(b * mean, mean) + score_pass
+        judge = T * (2 if T > 1 else 1) * rew.forward_flops(n_write * new, new)
+        stages.append(StageCost(f"condense: {T} iteration(s) x {N} candidates (DPC {dpc})",
+                                T * (gen_flops + f1 + f2) + cov_flops + judge,
+                                max(gen.infer_bytes(cfg["batch_size"], int(write_prompt + new), cctx.weight_bytes,
+                                                    kv_cache=True),
+                                    rew.train_bytes(recipe.batch_size(dpc * C), int(mean) + 1,
+                                                    act_scale=cctx.act_scale)),
+                                per="set", bytes_moved=T * steps_dec * gen.params * cctx.weight_bytes,
+                                steps=T * steps_dec + (T - 1) * recipe.steps,
+                                note=f"subsets of {k} real per class, {k_syn} written per class per iteration"))
+        return stages
+
     def keep(self, ctx, pool: list, dpc: int, seed: int):
         return np.arange(dpc)  # the union of the condensed subsets is the set; nothing to choose from
 

@@ -100,3 +100,21 @@ def test_a_subset_smaller_than_its_condensation_is_refused(glue_dir, tiny_bert, 
     ctx = _ctx("sst2", glue_dir, tiny_bert, tmp_path)
     with pytest.raises(DilmbenchError, match="subset_per_class"):
         _method(tiny_gpt, tiny_bert, subset_per_class=1).make_set(ctx, dpc=2, seed=1, set_index=0)
+
+
+def test_condenselm_estimates_its_reward_model_and_one_condensation_per_iteration():
+    """The dry run's cost: M_rep once per task; per set, ceil(DPC / K') iterations of the writer and (from the second
+    on) an M_cov fine-tune, so a DPC-20 set costs more than four DPC-5 ones; the paper's writer is known by shape."""
+    from dilmbench.cost import CostContext
+    from dilmbench.registry import METHODS
+    from dilmbench.tasks import get_task
+
+    cctx = CostContext(task=get_task("sst2"), pool_lengths=np.full(100, 15.0), eval_lengths=np.full(100, 15.0),
+                       eval_size=872, pool_size=65_349, device="cuda", encoder="bert-base-uncased")
+    m = METHODS.get("condenselm").for_preset("paper")
+    s5, s20 = m.estimate_cost(cctx, 5), m.estimate_cost(cctx, 20)
+    assert [s.per for s in s5] == ["task", "set"] and s5[0].flops == s20[0].flops
+    assert "1 iteration" in s5[1].name and "4 iteration" in s20[1].name
+    assert s20[1].flops > 4 * s5[1].flops  # three M_cov fine-tunes on top of four writer iterations
+    assert s20[1].steps > 4 * s5[1].steps
+    assert s5[1].peak_bytes > 28e9  # a 14.9B-parameter writer's bf16 weights
