@@ -53,12 +53,21 @@ def _problem(check: str, path, detail: str) -> dict:
 
 def validate(out: str | Path, expect: dict | None = None) -> dict:
     """-> {"ok", "results", "problems": [...], "missing": [...]} for the results folder ``out``."""
-    from .record import SCHEMA_VERSION
-    from .tasks import TASKS
-    from .textset import load_textset
-
     out = Path(out)
-    problems, records = [], []
+    problems: list = []
+    records = _read_results(out, problems)
+    _check_cells(records, problems)
+    _check_sets(out, records, problems)
+    declared, missing, undeclared = _check_grid(out, records, expect, problems)
+    return {"ok": not problems, "results": len(records), "problems": problems, "missing": missing,
+            "declared": None if declared is None else len(declared), "undeclared": undeclared}
+
+
+def _read_results(out: Path, problems: list) -> list[tuple[str, Path, dict]]:
+    """Every file under runs*/ read as a result -> (split, path in the folder, record); what is not one is a problem."""
+    from .record import SCHEMA_VERSION
+
+    records = []
     run_dirs = sorted(p for p in out.glob("runs*") if p.is_dir()) if out.is_dir() else []
     if not out.is_dir():
         problems.append(_problem("parse", out, "no such results folder"))
@@ -95,8 +104,11 @@ def validate(out: str | Path, expect: dict | None = None) -> dict:
                 problems.append(_problem("split", rel, f"scored on the {scored} split but stored under {rd.name}/ "
                                                        f"(which holds {split} scores only)"))
             records.append((split, rel, rec))
+    return records
 
-    # cells: one configuration and one data per cell, no seed twice
+
+def _check_cells(records: list, problems: list) -> None:
+    """One configuration and one data per cell, no seed twice."""
     cells = defaultdict(list)
     for split, rel, rec in records:
         cells[(split, rec["task"], rec["evaluator"], rec["learner"], rec["method"], rec["dpc"])].append((rel, rec))
@@ -116,7 +128,12 @@ def validate(out: str | Path, expect: dict | None = None) -> dict:
                 problems.append(_problem("cell", rel, f"seed {seed} is also the seed of {seen[seed]}"))
             seen.setdefault(seed, rel)
 
-    # sets: there, and what the run says it trained on
+
+def _check_sets(out: Path, records: list, problems: list) -> None:
+    """Each run's set is there, and is what the run says it trained on."""
+    from .tasks import TASKS
+    from .textset import load_textset
+
     checked: dict[str, str | None] = {}
     for split, rel, rec in records:
         ts = rec["textset"]
@@ -136,6 +153,10 @@ def validate(out: str | Path, expect: dict | None = None) -> dict:
             problems.append(_problem("set", rel, f"its text set {ts.get('path')} was changed after the run "
                                                  f"(content hash {have}, the run trained on {ts.get('content_hash')})"))
 
+
+def _check_grid(out: Path, records: list, expect: dict | None, problems: list) -> tuple:
+    """Against the folder's grid.yaml (declared runs missing, files not declared), else against ``expect`` or the
+    grid the results imply -> (declared paths or None, missing, undeclared)."""
     from .grid import declared_runs, grid_path
 
     declared, undeclared = None, []
@@ -157,8 +178,7 @@ def validate(out: str | Path, expect: dict | None = None) -> dict:
         missing = _missing(out, records, expect)
         for m in missing:
             problems.append(_problem("grid", m, "missing"))
-    return {"ok": not problems, "results": len(records), "problems": problems, "missing": missing,
-            "declared": None if declared is None else len(declared), "undeclared": undeclared}
+    return declared, missing, undeclared
 
 
 def _missing(out: Path, records: list, expect: dict | None) -> list[str]:
