@@ -158,7 +158,8 @@ def _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_add
 
 
 @main.command()
-@click.option("--out", default="results", show_default=True, type=click.Path(), help="Directory holding runs/.")
+@click.option("--out", default=("results",), show_default=True, type=click.Path(), multiple=True,
+              help="Directory holding runs/; give it several times to read several folders as one.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown", show_default=True)
 @click.option("--reference", default=None, help="'paper' (DiLM's Table 1, stored under results/reference) or a CSV path.")
 @click.option("--task", help="Only this task.")
@@ -171,14 +172,23 @@ def _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_add
               "demo_perplexity or queries_per_s of the icl evaluator), as recorded, not in percent.")
 @click.option("--cards", is_flag=True, help="Also the text sets' cards per method x DPC: label agreement with an "
               "independent judge, share memorised from train, mean words, distinct-2.")
-def table(out, fmt, reference, task, evaluator, split, cost, cards, metric):
+@click.option("--robustness", is_flag=True, help="Instead of the table: per method its mean rank over the models that "
+              "learned from its sets, its worst and best gain over random, and how far the models agree on the "
+              "method ordering (Kendall's tau), with the runs behind each figure.")
+def table(out, fmt, reference, task, evaluator, split, cost, cards, metric, robustness):
     """Print mean ± std per method x DPC (percent; std with ddof 0), with gain over random."""
     from .tables import build_table, data_notes, load_reference, load_results, render, with_metric
 
     if split == "dev" and reference:
         raise DilmbenchError("--reference compares with published evaluation-split numbers; not with --split dev")
-    df = load_results(out, split)
-    unreadable = df.attrs.get("unreadable", [])
+    if len(out) > 1 and (cost or cards):
+        raise DilmbenchError("--cost and --cards read one results folder: give --out once")
+    import pandas as pd
+
+    frames = [load_results(o, split) for o in out]
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    unreadable = [u for f in frames for u in f.attrs.get("unreadable", [])]
+    out = out[0]
     if unreadable:
         click.echo(f"{len(unreadable)} result file(s) are truncated or not dilmbench results and are left out (e.g. "
                    f"{unreadable[0]}); rerun the same command to redo them", err=True)
@@ -191,6 +201,22 @@ def table(out, fmt, reference, task, evaluator, split, cost, cards, metric):
     if metric and reference:
         raise DilmbenchError("--reference sets the paper's scores beside ours; it does not go with --metric")
     ref = load_reference(reference) if reference else None
+    if robustness:
+        from .tables import build_robustness
+
+        if metric or reference:
+            raise DilmbenchError("--robustness ranks methods by their scores; it does not go with --metric or --reference")
+        per_method, agree, lines = build_robustness(df)
+        click.echo("Per method, over every task x DPC x model (evaluator:learner) it was scored in; rank 1 = best in "
+                   "its cell, gains in points over random's mean in the same cell:")
+        click.echo(render(per_method, fmt))
+        click.echo("\nAgreement between models on the method ordering (Kendall's tau per shared task x DPC, averaged; "
+                   "1 = same order, -1 = reversed):")
+        click.echo(render(agree.set_index("models"), fmt) if not agree.empty else
+                   "no two models scored three or more methods in a shared cell")
+        if lines:
+            click.echo("\n" + "\n".join(lines))
+        return
     if metric:
         df = with_metric(df, metric)
         click.echo(f"{metric} (mean ± std over runs, as recorded; runs without it left out):")

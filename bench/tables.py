@@ -30,7 +30,7 @@ def load_results(out: str | Path, split: str = "eval", read: tuple[list[dict], l
              "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
              "score": rec["score"], "metrics": rec.get("metrics") or {}, "set_path": rec.get("textset", {}).get("path"),
              "data": _data_label(rec), "data_note": _data_note(rec), "cell_config": _cell_config(rec),
-             "timing": rec.get("timing_s") or {}}
+             "timing": rec.get("timing_s") or {}, "chosen_with": chosen_with(rec)}
             for rec in records]
     if not rows:
         if unreadable:
@@ -40,6 +40,21 @@ def load_results(out: str | Path, split: str = "eval", read: tuple[list[dict], l
     df = pd.DataFrame(rows)
     df.attrs["unreadable"] = unreadable
     return df
+
+
+CHOOSER_KEYS = ("learner", "encoder", "reward_model", "generator")
+
+
+def chosen_with(rec: dict) -> str:
+    """The models that chose or wrote a run's set (its encoder, a method's own learner, reward model or writer),
+    comma-separated: what the robustness summary compares a winning learner with."""
+    models = set()
+    enc = ((rec.get("models") or {}).get("encoder") or {}).get("id")
+    if enc:
+        models.add(enc)
+    cfg = (((rec.get("config") or {}).get("set_identity") or {}).get("method") or {}).get("config") or {}
+    models.update(v for k, v in cfg.items() if k in CHOOSER_KEYS and isinstance(v, str) and v)
+    return ",".join(sorted(models))
 
 
 def _cell_config(rec: dict) -> str:
@@ -307,3 +322,67 @@ def build_cost_table(out: str | Path, results: pd.DataFrame) -> pd.DataFrame:
                      "tokens / set": round(float(np.mean(tokens)), 0) if tokens else "–",
                      "cached texts / set": round(float(np.mean(cached)), 1) if cached else "–"})
     return pd.DataFrame(rows).set_index("task")
+
+
+def build_robustness(df: pd.DataFrame, baseline: str = "random") -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """How a method's standing holds up when the model that learns from its sets changes.
+
+    A context is a task x DPC (x data); in it each model (evaluator:learner) ranks the methods by mean score (1 = best,
+    ties averaged). Per method: the contexts and models it was scored in, its mean rank over them, its worst and best
+    gain over ``baseline`` (points, with where), its wins, and the runs behind it. Per pair of models: Kendall's tau of
+    their method orderings in each shared context (methods both scored, at least 3), averaged, with the contexts and
+    methods behind it. Then plain lines: a method that wins only where the learner is a model that chose or wrote its
+    sets, and one that never beats ``baseline``. -> (per-method table, agreement table, lines)."""
+    from scipy.stats import kendalltau
+
+    s = summarize(df)
+    s["model"] = s["evaluator"] + ":" + s["learner"].map(_short)
+    ctx_cols = ["task", "dpc"] + (["data"] if "data" in s.columns else [])
+    s["rank"] = s.groupby(ctx_cols + ["model"])["mean"].rank(ascending=False, method="average")
+    s["n_methods"] = s.groupby(ctx_cols + ["model"])["method"].transform("count")
+    choosers = df.groupby("method")["chosen_with"].agg(lambda v: set(",".join(v).split(",")) - {""})
+    base = s[s["method"] == baseline].set_index(ctx_cols + ["model"])["mean"]
+    rows, lines = [], []
+    for method, g in s.groupby("method"):
+        gains = []
+        for _, r in g.iterrows():
+            key = tuple(r[c] for c in ctx_cols) + (r["model"],)
+            if method != baseline and key in base.index:
+                gains.append((100 * (r["mean"] - base[key]), f"{r['model']} {r['task']} DPC {r['dpc']}"))
+        wins = g[(g["rank"] == 1) & (g["n_methods"] > 1)]
+        rows.append({"method": method, "models": g["model"].nunique(), "cells": len(g),
+                     "mean rank": f"{g['rank'].mean():.2f} of {g['n_methods'].mean():.1f}",
+                     f"worst gain over {baseline}": (f"{min(gains)[0]:+.1f} ({min(gains)[1]})" if gains else "–"),
+                     f"best gain over {baseline}": (f"{max(gains)[0]:+.1f} ({max(gains)[1]})" if gains else "–"),
+                     "wins": len(wins), "runs": int(g["n"].sum())})
+        winners = set(wins["learner"])
+        if winners and winners <= choosers.get(method, set()):
+            others = sorted(set(g["model"]) - set(wins["model"]))
+            lines.append(f"{method} wins only where the learner is a model that chose or wrote its sets "
+                         f"({', '.join(sorted(_short(m) for m in winners))})"
+                         + (f"; not on {', '.join(others)}" if others else ""))
+        if gains and max(gains)[0] <= 0:
+            lines.append(f"{method} is at or below {baseline} on every model ({len(gains)} cells)")
+    per_method = pd.DataFrame(rows).set_index("method")
+    agree = []
+    models = sorted(s["model"].unique())
+    for i, a in enumerate(models):
+        for b in models[i + 1:]:
+            taus, n_methods = [], []
+            for _, ctx in s.groupby(ctx_cols):
+                ma = ctx[ctx["model"] == a].set_index("method")["mean"]
+                mb = ctx[ctx["model"] == b].set_index("method")["mean"]
+                both = ma.index.intersection(mb.index)
+                if len(both) >= 3:
+                    tau = kendalltau(ma[both], mb[both]).statistic
+                    if not np.isnan(tau):
+                        taus.append(float(tau))
+                        n_methods.append(len(both))
+            if taus:
+                agree.append({"models": f"{a} vs {b}", "Kendall tau": f"{np.mean(taus):+.2f}", "contexts": len(taus),
+                              "methods per context": f"{min(n_methods)}-{max(n_methods)}"
+                              if min(n_methods) != max(n_methods) else str(n_methods[0])})
+    if s["model"].nunique() < 2:
+        lines.insert(0, "one model only: ranks cannot be compared across learners (give several folders with --out, "
+                        "or a grid with several learners)")
+    return per_method, pd.DataFrame(agree), lines

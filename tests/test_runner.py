@@ -194,6 +194,39 @@ def test_table_mean_and_std_use_ddof0(tmp_path):
     assert t.loc["herding − random"].iloc[0] == "+20.0"
 
 
+def test_robustness_ranks_per_model_and_names_a_win_only_on_the_choosing_model():
+    import pandas as pd
+
+    from dilmbench.tables import build_robustness
+
+    # two learners, three methods, one cell each: learner "enc" (herding's own encoder) ranks herding > kcenters >
+    # random, learner "other" the reverse
+    rows = []
+    for learner, order in (("org/enc", ["herding", "kcenters", "random"]), ("org/other", ["random", "kcenters", "herding"])):
+        for rank, m in enumerate(order):
+            for seed in range(2):
+                rows.append({"task": "sst2", "evaluator": "finetune", "learner": learner, "method": m, "dpc": 5,
+                             "set": seed, "init": 0, "score": 0.8 - 0.1 * rank + 0.01 * seed,
+                             "chosen_with": "org/enc" if m in ("herding", "kcenters") else ""})
+    per, agree, lines = build_robustness(pd.DataFrame(rows))
+    assert per.loc["herding", "mean rank"] == "2.00 of 3.0" and per.loc["herding", "wins"] == 1
+    assert per.loc["herding", "worst gain over random"].startswith("-20.0 (finetune:other")
+    assert per.loc["herding", "best gain over random"].startswith("+20.0 (finetune:enc")
+    assert per.loc["random", "runs"] == 4
+    assert agree.iloc[0]["Kendall tau"] == "-1.00" and agree.iloc[0]["contexts"] == 1
+    assert any(l.startswith("herding wins only where the learner is a model that chose") for l in lines)
+    assert not any(l.startswith("random wins only") for l in lines)  # random chose with nothing
+
+
+def test_table_robustness_reads_several_folders_and_refuses_cost_with_them(tmp_path):
+    from click.testing import CliRunner
+
+    from dilmbench.cli import main
+
+    res = CliRunner().invoke(main, ["table", "--out", str(tmp_path / "a"), "--out", str(tmp_path / "b"), "--cost"])
+    assert res.exit_code != 0 and "give --out once" in res.output and "Traceback" not in res.output
+
+
 def test_two_evaluators_of_one_model_get_separate_columns():
     import pandas as pd
 
