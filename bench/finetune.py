@@ -63,6 +63,17 @@ def dropout_overrides(model_id: str, dropout: float) -> dict:
             if "dropout" in k and (v is None or isinstance(v, float)) and not k.startswith("summary")}
 
 
+def learner_tokenizer(model_id: str):
+    """A learner's tokenizer; one without a pad token (a causal LM's) pads with its end-of-text token, as its model's
+    config does (load_classifier), so batches can be padded and the last real token found."""
+    from .models import load_tokenizer
+
+    tok = load_tokenizer(model_id)
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
 def load_classifier(model_id: str, num_labels: int, seed: int, device: str, dropout: float | None = None):
     """The pretrained body with a freshly initialised head, seeded; ``dropout``: every dropout probability of the
     model set to it (a reward model trained under heavy regularisation), else the model's own."""
@@ -75,6 +86,8 @@ def load_classifier(model_id: str, num_labels: int, seed: int, device: str, drop
     extra = dropout_overrides(model_id, dropout) if dropout is not None else {}
     model = load_pretrained(AutoModelForSequenceClassification, model_id, num_labels=num_labels,
                             ignore_mismatched_sizes=True, **extra)  # a checkpoint's own head is replaced below anyway
+    if any(p.dtype != torch.float32 for p in model.parameters()):  # a checkpoint saved in 16 bits (gemma-3) loads so
+        model = model.float()  # the recipe's weights, gradients and optimizer state are float32 on every path
     reinit_head(model, seed)
     if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
         model.config.pad_token_id = model.config.eos_token_id
@@ -163,9 +176,7 @@ def fit_small_model(learner: str, num_labels: int, texts, labels, recipe: Finetu
     """The suite's fine-tuning recipe as a tool for methods (S3, GOLD train a small model on what they wrote,
     CondenseLM its reward models): a fresh head on ``learner``, trained on (texts, labels) -> (model, tokenizer);
     ``dropout`` sets every dropout probability of the model (load_classifier)."""
-    from .models import load_tokenizer
-
-    tok = load_tokenizer(learner)
+    tok = learner_tokenizer(learner)
     model = load_classifier(learner, num_labels, seed, device, dropout=dropout)
     train_classifier(model, tok, texts, labels, recipe, seed, device, loss_fn=loss_fn)
     return model, tok

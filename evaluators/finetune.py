@@ -6,8 +6,7 @@ import numpy as np
 
 from dilmbench.api import EvalContext, Evaluator
 from dilmbench.batching import tokenize
-from dilmbench.finetune import FinetuneRecipe, load_classifier, predict_logits, train_classifier
-from dilmbench.models import load_tokenizer
+from dilmbench.finetune import FinetuneRecipe, learner_tokenizer, load_classifier, predict_logits, train_classifier
 from dilmbench.models import QUICK_MODEL
 
 
@@ -36,7 +35,7 @@ class FinetuneEvaluator(Evaluator):
 
     def _tokenizer(self, learner: str):
         if learner not in self._tok:
-            self._tok[learner] = load_tokenizer(learner)
+            self._tok[learner] = learner_tokenizer(learner)
         return self._tok[learner]
 
     def _eval_features(self, ctx: EvalContext, learner: str):

@@ -145,3 +145,24 @@ def test_cpu_bf16_runs_under_autocast_and_stays_out_of_the_default_identity(glue
     hook.remove()
     assert set(seen) == {torch.float32}
     assert half.dtype == np.float32 and np.abs(half - full).max() < 0.1 and not np.array_equal(half, full)
+
+
+def test_a_decoder_saved_in_16_bits_is_a_float32_learner(tiny_gpt, tmp_path):
+    """A causal LM whose checkpoint is bf16 (as gemma-3's and the cached SmolLM2's are) loads as a sequence classifier
+    with float32 weights, its pad token from end-of-text, and trains and scores on every path."""
+    from transformers import AutoModelForCausalLM
+
+    from dilmbench.finetune import learner_tokenizer, logits_of
+
+    d = tmp_path / "bf16-gpt"
+    AutoModelForCausalLM.from_pretrained(tiny_gpt).to(torch.bfloat16).save_pretrained(d)
+    load_tokenizer(tiny_gpt).save_pretrained(d)
+    tok = learner_tokenizer(str(d))
+    texts, labels = ["good great fine", "bad awful poor", "great good", "awful bad"], [1, 0, 1, 0]
+    for fast in (False, True):
+        model = load_classifier(str(d), 2, 0, "cpu")
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+        assert model.config.pad_token_id == tok.eos_token_id
+        losses = train_classifier(model, tok, texts, labels, FinetuneRecipe(steps=3, fast=fast), 0, "cpu")
+        assert len(losses) == 3 and all(np.isfinite(losses))
+        assert logits_of(model, tok, texts, FinetuneRecipe(), "cpu").shape == (4, 2)

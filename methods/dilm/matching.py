@@ -99,8 +99,7 @@ class GradientMatching:
     (:meth:`teacher_sets`)."""
 
     def __init__(self, method, ctx, cfg: dict):
-        from dilmbench.finetune import FinetuneRecipe
-        from dilmbench.models import load_tokenizer
+        from dilmbench.finetune import FinetuneRecipe, learner_tokenizer
 
         self.method, self.ctx, self.cfg = method, ctx, cfg
         self.C = ctx.task.num_labels
@@ -110,7 +109,7 @@ class GradientMatching:
         self.learner_recipe = FinetuneRecipe(max_batch_size=cfg["learner_batch_size"],
                                              steps=cfg["inner_loops"] * cfg["learner_steps"],
                                              cpu_bf16=bool(cfg.get("cpu_bf16")))
-        self.learner_tok = load_tokenizer(cfg["learner"])
+        self.learner_tok = learner_tokenizer(cfg["learner"])
         self.pool_texts, self.pool_labels = ctx.data.texts("pool"), ctx.data.labels("pool")
         self._feats: dict[int, dict] = {}  # tokenized real examples, cached across steps
 
