@@ -186,6 +186,13 @@ def estimated_tokens(texts: list[tuple[str, ...]], specials: int = 3) -> np.ndar
     return np.ceil(TOKENS_PER_WORD * words) + specials
 
 
+def decoding(shape, n: int, new_tokens: float, batch: int, context: float = 0.0) -> tuple[float, int]:
+    """n sequences of ``new_tokens`` decoded batch by batch with a KV cache after ``context`` tokens -> (FLOPs, each new
+    token attending to the context and half its own length on average; sequential decoding steps)."""
+    return (shape.forward_flops(n * new_tokens, context + new_tokens / 2, lm_head=True),
+            int(-(-n // batch) * new_tokens))
+
+
 def expected_batch_max(lengths: np.ndarray, batch: int, cap: int | None = None) -> float:
     """The expected longest of `batch` lengths drawn from `lengths` (the quantile 1 - 1/(batch + 1)), capped."""
     if len(lengths) == 0:

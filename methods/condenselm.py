@@ -314,7 +314,7 @@ class CondenseLMMethod(SynthesisMethod):
         over the candidate rows, the writer's N feature notes and N x C examples (prompts of the subset's 2K real
         examples, decoded with a KV cache; each decoding step reads every weight once), and both reward models over
         the candidates' texts. Lengths: the pool's (cctx.pool_lengths)."""
-        from dilmbench.cost import StageCost, expected_batch_max, model_shape
+        from dilmbench.cost import StageCost, decoding, expected_batch_max, model_shape
 
         cfg, task = self.config, cctx.task
         gen, rew = model_shape(cfg["generator"]), model_shape(cfg["reward_model"])
@@ -339,14 +339,10 @@ class CondenseLMMethod(SynthesisMethod):
         write_prompt = prompt + feat_new + 40
         n_write = N * C * k_syn  # examples written per iteration (pairs: one hypothesis per premise and label)
 
-        def decode(n, context, length, batch):
-            return (gen.forward_flops(n * length, context + length / 2, lm_head=True),
-                    int(-(-n // batch) * length))
-
         gen_flops = gen.forward_flops(N * prompt, prompt / 2, True) + gen.forward_flops(
             N * C * write_prompt, write_prompt / 2, True)
-        f1, s1 = decode(N, prompt, feat_new, cfg["batch_size"])
-        f2, s2 = decode(n_write, write_prompt, new, cfg["batch_size"])
+        f1, s1 = decoding(gen, N, feat_new, cfg["batch_size"], context=prompt)
+        f2, s2 = decoding(gen, n_write, new, cfg["batch_size"], context=write_prompt)
         steps_dec = s1 + s2
         cov_flops = 0.0
         for t in range(1, T):  # M_cov(t) on the t x K' x C texts written so far, then its pass over the candidates

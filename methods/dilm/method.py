@@ -388,7 +388,7 @@ class DiLMMethod(Method):
         class, the class filter's likelihoods, the encoder pass k-centers reads). Sampling length: each batch runs to
         its longest text, the expected longest of gen_batch_size texts like the pool's (or every sample to
         max_new_tokens with ``cctx.generation == "max"``, as an untrained generator writes)."""
-        from dilmbench.cost import StageCost, expected_batch_max, model_shape
+        from dilmbench.cost import StageCost, decoding, expected_batch_max, model_shape
 
         cfg = self.task_config(cctx.task)
         gen, learner = model_shape(cfg["generator"]), model_shape(cfg["learner"])
@@ -409,9 +409,8 @@ class DiLMMethod(Method):
             """n samples, decoded batch by batch with a KV cache (per-token FLOPs at half the length); each decoding
             step reads every weight once (memory-bound at small batches)."""
             length = sample_len(batch)
-            steps = int(-(-n // batch) * length)
-            return (gen.forward_flops(n * length, length / 2, lm_head=True), length,
-                    steps * gen.params * cctx.weight_bytes, steps)
+            flops, steps = decoding(gen, n, length, batch)
+            return flops, length, steps * gen.params * cctx.weight_bytes, steps
 
         lm_batch = cfg["lm_batch_size"]
         lm_len = expected_batch_max(pool, lm_batch, lm_cap)
