@@ -50,7 +50,7 @@ class _Tally:
     def runs(self, runner, task, spec, planned, cctx) -> None:
         """The evaluator's cost of every run still to make, one row per learner; a set already made (its runs still
         to do) is costed by its own texts."""
-        dev, ev = self.dev, runner.evaluator
+        ev = runner.evaluator
         memo: dict = {}
         by_learner: dict = defaultdict(lambda: {"todo": 0, "done": 0, "flops": {}, "peak": 0.0, "flops_total": 0.0,
                                                 "seconds": 0.0, "unknown": False})

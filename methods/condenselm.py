@@ -349,7 +349,8 @@ class CondenseLMMethod(SynthesisMethod):
             size = t * k_syn * C
             b = recipe.batch_size(size)
             cov_flops += recipe.steps * 3 * rew.forward_flops(b * mean, mean) + score_pass
-        judge = T * (2 if T > 1 else 1) * rew.forward_flops(n_write * new, new)
+        # the candidates' texts: M_rep's pass every iteration, M_cov's from the second on (there is none before)
+        judge = (2 * T - 1) * rew.forward_flops(n_write * new, new)
         stages.append(StageCost(f"condense: {T} iteration(s) x {N} candidates (DPC {dpc})",
                                 T * (gen_flops + f1 + f2) + cov_flops + judge,
                                 max(gen.infer_bytes(cfg["batch_size"], int(write_prompt + new), cctx.weight_bytes,
