@@ -36,20 +36,26 @@ class MethodContext:
     device: str
     cache_dir: Path
     progress: bool = True
+    embed_dtype: str = "float32"  # the encoder pass's precision (dilmbench.embed)
     _emb: dict = field(default_factory=dict, repr=False)
 
     @property
     def task(self) -> Task:
         return self.data.task
 
+    def embed_identity(self) -> dict:
+        """What the encoder pass adds to an identity beyond encoder and pooling: its dtype, unless float32 (the
+        precision of every result made before the option existed)."""
+        return {} if self.embed_dtype == "float32" else {"dtype": self.embed_dtype}
+
     def pool_embeddings(self) -> np.ndarray:
         """Encoder embeddings of the pool (train minus dev), computed once and cached on disk."""
         from .embed import cached_embeddings
 
-        key = (self.encoder, self.pooling)
+        key = (self.encoder, self.pooling, self.embed_dtype)
         if key not in self._emb:
             self._emb[key] = cached_embeddings(self.data.texts("pool"), self.encoder, self.pooling, device=self.device,
-                                               cache_dir=self.cache_dir, progress=self.progress)
+                                               cache_dir=self.cache_dir, progress=self.progress, dtype=self.embed_dtype)
         return self._emb[key]
 
 
@@ -169,7 +175,8 @@ class SelectionMethod(Method):
             if len(picked) != dpc or len(set(picked.tolist())) != dpc:
                 raise DilmbenchError(f"method '{self.name}' returned {len(set(picked.tolist()))} distinct rows for class {c}, expected {dpc}")
             chosen.extend(rows[picked].tolist())
-        cfg = {**self.config, **({"encoder": ctx.encoder, "pooling": ctx.pooling} if self.needs_embeddings else {})}
+        cfg = {**self.config, **({"encoder": ctx.encoder, "pooling": ctx.pooling, **ctx.embed_identity()}
+                                 if self.needs_embeddings else {})}
         return textset_from_pool(ctx, chosen, self.name, cfg, seed, dpc)
 
     def estimate_cost(self, cctx, dpc: int) -> list | None:

@@ -38,6 +38,8 @@ def main():
 @click.option("--evaluator", help="Evaluator name (default finetune).")
 @click.option("--encoder", help="Encoder model id for embedding-based methods.")
 @click.option("--pooling", type=click.Choice(["cls", "mean"]), help="Encoder pooling.")
+@click.option("--embed-dtype", type=click.Choice(["float32", "bfloat16"]),
+              help="Precision of the encoder pass (quick: bfloat16, paper: float32); part of a set's identity.")
 @click.option("--data-dir", type=click.Path(), help="Local directory in the hub's parquet layout ($DILMBENCH_DATA_DIR).")
 @click.option("--data-source", help="hub, embedded, or a directory.")
 @click.option("--dev-size", type=int, help="Rows carved from train as the dev split.")
@@ -85,7 +87,8 @@ def main():
               "(default 0.02).")
 @click.option("--device-memory", type=float, default=None,
               help="With --dry-run: device memory in GiB; runs and stages estimated above it are flagged (default 80).")
-def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, data_dir,
+def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, embed_dtype,
+        data_dir,
         data_source, dev_size, seed, device, score_split, out, overwrite, workers, executor, ray_address,
         threads_per_worker, batch_runs, sets_only, shard, plugins, no_progress, dry_run, device_flops, utilisation,
         device_bandwidth, step_floor, device_memory):

@@ -26,7 +26,7 @@ from .api import EvalContext, MethodContext
 from .cards import set_card
 from .cache import cache_root, stable_hash
 from .errors import DilmbenchError
-from .config import Overwrite, build_evaluator
+from .config import Overwrite, build_evaluator, embed_identity
 from .registry import METHODS
 from .seeds import derive_seed  # noqa: F401  (re-exported: dilmbench.runner.derive_seed)
 from .tasks import get_task, load_task_data
@@ -249,7 +249,8 @@ class Runner:
         ident = {"task": data.task.name, "data": {k: v for k, v in data.provenance().items() if k != "source"},
                  "method": {**method.identity(), **method.task_identity(data.task)}, "dpc": dpc, "set_index": set_index, "base_seed": self.cfg["seed"]}
         if method.needs_embeddings:
-            ident["encoder"] = {"model": self.cfg["encoder"], "pooling": self.cfg["pooling"]}
+            ident["encoder"] = {"model": self.cfg["encoder"], "pooling": self.cfg["pooling"],
+                                **embed_identity(self.cfg)}
         return ident
 
     def set_path(self, task: str, label: str, dpc: int, set_index: int) -> Path:
@@ -381,7 +382,8 @@ class Runner:
                                split=split)
             method = self.methods[spec.label]
             mctx = MethodContext(data=data, encoder=cfg["encoder"], pooling=cfg["pooling"], device=self.device,
-                                 cache_dir=self.cache_dir, progress=self.progress)
+                                 cache_dir=self.cache_dir, progress=self.progress,
+                                 embed_dtype=cfg.get("embed_dtype", "float32"))
             prepared = {"done": False, "seconds": 0.0}
             groups: dict = {}  # --batch-runs: runs waiting for their batch, per (DPC, learner)
             bar = progress(total=sum(len(cell.runs) for cell in planned), desc=f"{task.name}/{spec.label} runs",
@@ -544,7 +546,8 @@ class Runner:
                         "weighted": ts.weights is not None},
             "models": {"learner": {"id": r.learner, "revision": model_revision(r.learner)},
                        **({"encoder": {"id": cfg["encoder"], "revision": model_revision(cfg["encoder"]),
-                                       "pooling": cfg["pooling"]}} if method.needs_embeddings else {})},
+                                       "pooling": cfg["pooling"], **embed_identity(cfg)}}
+                          if method.needs_embeddings else {})},
             "data": {**data.provenance(), "fingerprint": data.fingerprint()},
             "environment": m.env, "device": m.device, "timing_s": timing,
             "execution": {"executor": self.executor, "workers": self.workers,

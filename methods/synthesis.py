@@ -159,4 +159,4 @@ class SynthesisMethod(Method):
             raise DilmbenchError(f"{self.name} keep must be random or kcenters, got '{self.config['keep']}'")
         from dilmbench.embed import embed_texts
 
-        return k_centers(embed_texts(pool, ctx.encoder, ctx.pooling, ctx.device), dpc, seed=seed)
+        return k_centers(embed_texts(pool, ctx.encoder, ctx.pooling, ctx.device, ctx.embed_dtype), dpc, seed=seed)

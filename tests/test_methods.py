@@ -144,6 +144,39 @@ def test_pool_embeddings_are_cached_on_disk(glue_dir, tiny_bert, tmp_path, monke
     assert np.array_equal(ctx2.pool_embeddings(), first)
 
 
+def test_bf16_embeddings_are_close_cached_apart_and_in_the_sets_identity(glue_dir, tiny_bert, tmp_path):
+    """embed_dtype bfloat16: the pass under bf16 autocast gives embeddings close to float32's (cosine > 0.99 per row)
+    but not equal, cached under a key of their own; a set made from them says so in its identity and provenance,
+    while a float32 set's identity is what it was before the option existed (no dtype key)."""
+    from dilmbench.config import build_config
+    from dilmbench.runner import Runner
+
+    data = load_task_data(TASKS["sst2"], str(glue_dir), dev_size=10)
+    ctxs = {d: MethodContext(data=data, encoder=tiny_bert, pooling="mean", device="cpu", cache_dir=tmp_path,
+                             progress=False, embed_dtype=d) for d in ("float32", "bfloat16")}
+    e32, e16 = ctxs["float32"].pool_embeddings(), ctxs["bfloat16"].pool_embeddings()
+    assert e16.dtype == np.float32 and e16.shape == e32.shape and not np.array_equal(e16, e32)
+    cos = (e16 * e32).sum(1) / np.linalg.norm(e16, axis=1) / np.linalg.norm(e32, axis=1)
+    assert cos.min() > 0.99
+    assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 2
+    ts = METHODS.get("herding")().make_set(ctxs["bfloat16"], dpc=2, seed=0, set_index=0)
+    assert ts.provenance["config"]["dtype"] == "bfloat16"
+    assert "dtype" not in METHODS.get("herding")().make_set(ctxs["float32"], dpc=2, seed=0, set_index=0).provenance["config"]
+
+    def ident(dtype):
+        cfg = build_config("quick", overrides={"tasks": ["sst2"], "methods": ["herding"], "encoder": tiny_bert,
+                                               "data_source": str(glue_dir), "dev_size": 10, "embed_dtype": dtype})
+        runner = Runner(cfg, tmp_path / "out", progress=False)
+        runner.build()
+        return runner.set_identity(data, runner.specs[0], 2, 0)
+
+    assert ident("float32")["encoder"] == {"model": tiny_bert, "pooling": "mean"}
+    assert ident("bfloat16")["encoder"] == {"model": tiny_bert, "pooling": "mean", "dtype": "bfloat16"}
+    assert build_config("quick")["embed_dtype"] == "bfloat16" and build_config("paper")["embed_dtype"] == "float32"
+    with pytest.raises(DilmbenchError, match="embed_dtype must be 'float32' or 'bfloat16', got 'float16'"):
+        build_config("quick", overrides={"embed_dtype": "float16"})
+
+
 def test_sorted_dynamic_padding_gives_the_same_embeddings(tiny_bert):
     from transformers import AutoModel, AutoTokenizer
 

@@ -36,6 +36,7 @@ def entries(folder: Path) -> list[dict]:
             base["score_on"] = rec.scored_on["split"]
         if "encoder" in ident:
             base["encoder"], base["pooling"] = ident["encoder"]["model"], ident["encoder"]["pooling"]
+        base["embed_dtype"] = ident.get("encoder", {}).get("dtype", "float32")
         base["seed"] = ident.get("base_seed", 0)
         base["dev_size"] = ident["data"]["dev_size"]
         base["evaluator"] = rec.evaluator

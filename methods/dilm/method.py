@@ -198,7 +198,7 @@ class DiLMMethod(Method):
         data_id = {k: v for k, v in ctx.data.provenance().items() if k != "source"}
         lm_keys = LM_KEYS + (("cpu_bf16",) if "cpu_bf16" in cfg else ())
         lm_hash = stable_hash({"task": ctx.task.name, "data": data_id, **{k: cfg[k] for k in lm_keys}})
-        gm_hash = stable_hash({"lm": lm_hash, "encoder": ctx.encoder, "pooling": ctx.pooling,
+        gm_hash = stable_hash({"lm": lm_hash, "encoder": ctx.encoder, "pooling": ctx.pooling, **ctx.embed_identity(),
                                **{k: v for k, v in cfg.items() if k not in set(LM_KEYS) | NOT_WEIGHTS}})
         root = Path(ctx.cache_dir) / "dilm" / ctx.task.name
         return root / f"lm-{lm_hash}", root / f"gm-{gm_hash}"
@@ -367,7 +367,7 @@ class DiLMMethod(Method):
             if cfg["class_filter"] is not None:
                 cand = self.filter_by_class(cand, c, dpc, cfg["class_filter"], ctx.device)
             if len(cand) > dpc:
-                emb = embed_texts(cand, ctx.encoder, ctx.pooling, ctx.device)
+                emb = embed_texts(cand, ctx.encoder, ctx.pooling, ctx.device, ctx.embed_dtype)
                 keep = k_centers(emb, dpc, seed=derive_seed(seed, "select", c), backend=cfg["select_backend"])
             else:
                 keep = range(dpc)
@@ -379,7 +379,7 @@ class DiLMMethod(Method):
                                    "generator_stage_seconds": self._stage_seconds, "encoder": ctx.encoder,
                                    # per class: samples drawn and how many decoded (a pair needs its separator)
                                    "sampling": sampling,
-                                   "pooling": ctx.pooling})
+                                   "pooling": ctx.pooling, **ctx.embed_identity()})
 
 
     def estimate_cost(self, cctx, dpc: int) -> list | None:
