@@ -6,15 +6,20 @@ AdamW (lr, betas, eps, decoupled weight decay, none on biases and norm weights),
 the seeded batch order, the fresh head, dropout (same sites, same probability, inverted scaling), the loss. What it
 changes, each measured by benchmarks/speed/finetune_roofline.py:
 
-- bfloat16 autocast on every device (the CUDA path always had it; on a CPU it was the ``cpu_bf16`` option), one
-  autocast region per step, so each weight is cast once per step, not once per micro-batch; weights, gradients and
-  optimizer state stay float32.
+- The model computes in bfloat16 on every device (its weights held in bf16, not re-cast by autocast each step; the
+  reference path's ``cpu_bf16`` option autocasts float32 weights); the optimizer keeps float32 master weights and
+  moments (below). In float32 (``dtype`` argument) the fast path is the reference math.
 - The input embedding is trained as the rows the set uses: a text set touches a few hundred of a vocabulary's 30-250k
   rows, and a row that no text uses gets a zero gradient, so AdamW only decays it (its moments stay zero). Those rows
   are left out of the step (no dense 30522 x 384 gradient to fill, clip and update 200 times) and get the decay they
   would have had, prod_t (1 - lr_t * weight_decay), once at the end. Exact up to float rounding.
-- Parameters and gradients live in two flat buffers (decayed / not decayed), so clipping is two norms and AdamW two
-  fused calls; the clipping factor goes into the fused kernel as its gradient scale instead of a pass over gradients.
+- bf16 weights with float32 master weights and moments in flat buffers: the step's bf16 gradients are concatenated
+  into one buffer, clipping reads it once (a compiled sum of squares), and one compiled pass per parameter group
+  reads the bf16 gradient, updates masters and moments (torch's AdamW math, the clipping factor as its gradient
+  scale) and writes the bf16 weights (:class:`MasterAdamW`; where torch.compile is unavailable, torch's fused AdamW
+  per parameter). The obvious way (autocast re-casting float32 weights, float32 gradients, a norm and an AdamW over
+  each tensor, a copy back) touched every byte of the optimizer state several times a step. Fast-path version 2
+  (:data:`VERSION`), in a result's identity: version 1 was the per-tensor way, whose rounding differs.
 - Dropout masks come from the run's own random stream (numpy SFC64, 16 bits per element, so the drop probability is
   p rounded to 1/65536) instead of torch's bernoulli, which cost more than the matmuls: a new random stream, so a new
   configuration, recorded in the result's identity. Attention-probability dropout is done by an attention function
@@ -28,6 +33,8 @@ import torch
 import torch.nn.functional as F
 
 ATTENTION_NAME = "dilmbench_dropout"
+# joins a fast-path result's identity (the finetune evaluator's); bump when a change alters the fast path's numbers
+VERSION = 2
 
 
 # ---- dropout from the run's own stream -------------------------------------------------------------------------------
@@ -224,15 +231,73 @@ class CompactEmbedding:
         self.emb.padding_idx = self.padding_idx
 
 
+# ---- one fused pass over flat buffers ---------------------------------------------------------------------------------
+def _adamw_flat(master, grad, exp_avg, exp_avg_sq, out, lr, weight_decay, grad_scale, bias1, bias2_sqrt,
+                beta1: float, beta2: float, eps: float):
+    """torch's AdamW (decoupled decay, bias-corrected, the fused kernel's order of operations) on one flat float32
+    buffer whose gradient is bfloat16, ending with the model's bfloat16 copy written: one pass over memory when
+    compiled (the gradient read once, no float32 gradient materialised, the weights cast in the same pass)."""
+    g = grad.float() / grad_scale
+    p = master * (1 - lr * weight_decay)
+    m = exp_avg + (g - exp_avg) * (1 - beta1)
+    v = exp_avg_sq * beta2 + g * g * (1 - beta2)
+    p = p - (lr / bias1) * m / (v.sqrt() / bias2_sqrt + eps)
+    master.copy_(p)
+    exp_avg.copy_(m)
+    exp_avg_sq.copy_(v)
+    out.copy_(p)
+
+
+def _sum_squares(grad):
+    g = grad.float()
+    return (g * g).sum()
+
+
+_COMPILED: dict = {}
+
+
+def compiled_flat_kernels():
+    """(update, sum of squares) compiled by torch.compile (dynamic sizes: one compilation per process, cached on disk
+    by inductor), or None where compiling fails (no C++ compiler, an unsupported build): the caller then keeps the
+    per-tensor path. Checked once per process on a small buffer against the eager function."""
+    if "kernels" not in _COMPILED:
+        _COMPILED["kernels"] = None
+        try:
+            import torch._dynamo  # noqa: F401
+
+            upd = torch.compile(_adamw_flat, dynamic=True, fullgraph=True)
+            sq = torch.compile(_sum_squares, dynamic=True, fullgraph=True)
+            t = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
+            bufs = [torch.linspace(-1, 1, 97), torch.linspace(-1, 1, 97).bfloat16(), torch.zeros(97), torch.zeros(97),
+                    torch.empty(97, dtype=torch.bfloat16)]
+            ref = [b.clone() for b in bufs]
+            args = (t(1e-3), t(0.01), t(1.0), t(0.1), t((1 - 0.999) ** 0.5))
+            upd(*bufs, *args, 0.9, 0.999, 1e-8)
+            _adamw_flat(*ref, *args, 0.9, 0.999, 1e-8)
+            ok = all(torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6) for a, b in zip(bufs, ref))
+            ok = ok and torch.allclose(sq(bufs[1]), _sum_squares(bufs[1]), rtol=1e-5)
+            if ok:
+                _COMPILED["kernels"] = (upd, sq)
+        except Exception:  # noqa: BLE001 - any failure to compile means: keep the per-tensor path
+            _COMPILED["kernels"] = None
+    return _COMPILED["kernels"]
+
+
 # ---- bf16 weights, float32 master weights and optimizer state ------------------------------------------------------
 class MasterAdamW:
-    """The recipe's AdamW (torch's fused kernel, the transformers scheduler) on float32 master copies of the model's
-    parameters, while the model itself computes in ``dtype``: each step the gradients are read into float32, clipped
-    at their global norm (the factor goes into the fused kernel as its gradient scale, grad / scale, instead of a pass
-    over the gradients), the masters updated and copied back into the model. With ``dtype`` float32 the masters are the
-    parameters themselves and nothing is copied."""
+    """The recipe's AdamW (the transformers scheduler) on float32 master copies of the model's parameters, while the
+    model itself computes in ``dtype``: each step the gradients are clipped at their global norm and the masters
+    updated and copied back into the model. With ``dtype`` float32 the masters are the parameters themselves and
+    nothing is copied.
 
-    def __init__(self, model, recipe, steps: int, dtype=torch.bfloat16, embedding=None, runs: int = 1):
+    Two ways, the same math: ``flat`` (one run, bf16, where torch.compile works): the model's parameters are views
+    into one bf16 buffer, the step's gradients are concatenated into another, the masters and both moments are one
+    float32 buffer each, so a step is one compiled sum of squares for the norm and one compiled pass per parameter
+    group (read the bf16 gradient, update master and moments, write the bf16 weights); otherwise torch's fused AdamW per group over per-parameter
+    tensors, the gradients first copied into float32 and the clipping factor passed as its gradient scale."""
+
+    def __init__(self, model, recipe, steps: int, dtype=torch.bfloat16, embedding=None, runs: int = 1,
+                 flat: bool = True):
         from transformers import get_scheduler
 
         from .recipe import optimizer_groups
@@ -240,22 +305,7 @@ class MasterAdamW:
         decay, no_decay = optimizer_groups(model)
         self.params = decay + no_decay
         self.lowp = dtype != torch.float32
-        if self.lowp:
-            self.master = [p.detach().float().clone().requires_grad_(True) for p in self.params]
-            self._grad32 = [torch.zeros_like(m) for m in self.master]
-            model.to(dtype)
-        else:
-            self.master = self.params
-        masters = dict(zip(map(id, self.params), self.master))
-        groups = [{"params": [masters[id(p)] for p in ps], "weight_decay": wd}
-                  for ps, wd in ((decay, recipe.weight_decay), (no_decay, 0.0)) if ps]
-        try:  # one fused kernel per group
-            self.opt = torch.optim.AdamW(groups, lr=recipe.lr, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            self.opt = torch.optim.AdamW(groups, lr=recipe.lr)
-        self.fused = bool(self.opt.defaults.get("fused"))
-        self.sched = get_scheduler(recipe.scheduler, optimizer=self.opt,
-                                   num_warmup_steps=int(steps * recipe.warmup_ratio), num_training_steps=steps)
+        self.recipe = recipe
         self.max_grad_norm = recipe.max_grad_norm
         # runs > 1: every parameter holds that many runs along its first dimension (dilmbench.batched), each clipped
         # at its own global norm
@@ -263,12 +313,100 @@ class MasterAdamW:
         # the weight decay a parameter of the decayed group gets per step, for the embedding rows left out
         self.decay_rate = recipe.weight_decay if any(p is embedding for p in decay) else 0.0
         self.lrs: list[float] = []
+        self.kernels = compiled_flat_kernels() if (flat and self.lowp and runs == 1 and dtype == torch.bfloat16
+                                                   and all(p.device.type == "cpu" for p in self.params)) else None
+        self.flat = self.kernels is not None
+        if self.flat:
+            self._init_flat(model, decay, no_decay, dtype)
+            # the scheduler drives a stand-in optimizer's learning rate; the update reads it each step
+            host = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=recipe.lr)
+            self.opt = host
+            self.fused = True
+        else:
+            if self.lowp:
+                self.master = [p.detach().float().clone().requires_grad_(True) for p in self.params]
+                self._grad32 = [torch.zeros_like(m) for m in self.master]
+                model.to(dtype)
+            else:
+                self.master = self.params
+            masters = dict(zip(map(id, self.params), self.master))
+            groups = [{"params": [masters[id(p)] for p in ps], "weight_decay": wd}
+                      for ps, wd in ((decay, recipe.weight_decay), (no_decay, 0.0)) if ps]
+            try:  # one fused kernel per group
+                self.opt = torch.optim.AdamW(groups, lr=recipe.lr, fused=True)
+            except (RuntimeError, TypeError, ValueError):
+                self.opt = torch.optim.AdamW(groups, lr=recipe.lr)
+            self.fused = bool(self.opt.defaults.get("fused"))
+        self.sched = get_scheduler(recipe.scheduler, optimizer=self.opt,
+                                   num_warmup_steps=int(steps * recipe.warmup_ratio), num_training_steps=steps)
 
+    # ---- the flat way ----
+    def _init_flat(self, model, decay, no_decay, dtype) -> None:
+        sizes = [p.numel() for p in self.params]
+        n = sum(sizes)
+        self.master_flat = torch.empty(n, dtype=torch.float32)
+        self.p16 = torch.empty(n, dtype=dtype)
+        self.g16 = torch.zeros(n, dtype=dtype)
+        self.exp_avg = torch.zeros(n, dtype=torch.float32)
+        self.exp_avg_sq = torch.zeros(n, dtype=torch.float32)
+        self.spans, off = [], 0
+        with torch.no_grad():
+            for p, k in zip(self.params, sizes):
+                self.master_flat[off:off + k].copy_(p.detach().reshape(-1))
+                self.spans.append((off, k))
+                off += k
+        model.to(dtype)  # the model's other floating tensors (buffers) in bf16, as the per-tensor way leaves them
+        with torch.no_grad():
+            for p, (o, k) in zip(self.params, self.spans):
+                self.p16[o:o + k].copy_(self.master_flat[o:o + k])
+                p.data = self.p16[o:o + k].view(p.shape)
+        n_decay = sum(p.numel() for p in decay)
+        self.groups = [(0, n_decay, self.recipe.weight_decay), (n_decay, n - n_decay, 0.0)]
+        self.master = [self.master_flat[o:o + k].view(p.shape) for p, (o, k) in zip(self.params, self.spans)]
+        self.t = 0
+
+    def _step_flat(self) -> None:
+        upd, sq = self.kernels
+        # autograd handed each parameter a fresh gradient; one concatenation puts them in the flat buffer (a copy at
+        # memory speed: cheaper than letting autograd add into views of it, which is a bf16 add per parameter)
+        unreached = [i for i, p in enumerate(self.params) if p.grad is None]
+        torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params],
+                  out=self.g16)
+        saved = [(i, self.master_flat[o:o + k].clone(), self.exp_avg[o:o + k].clone(), self.exp_avg_sq[o:o + k].clone())
+                 for i, (o, k) in ((i, self.spans[i]) for i in unreached)]
+        scale = torch.ones((), dtype=torch.float32)
+        if self.max_grad_norm is not None:
+            total = sq(self.g16).sqrt()
+            coef = torch.clamp(self.max_grad_norm / (total + 1e-6), max=1.0)
+            scale = (1.0 / coef).reshape(()).float()
+        lr = self.opt.param_groups[0]["lr"]
+        self.lrs.append(lr)
+        self.t += 1
+        beta1, beta2 = 0.9, 0.999  # the recipe's AdamW (torch's defaults), as the per-tensor way builds it
+        f = lambda x: torch.tensor(x, dtype=torch.float32)  # noqa: E731
+        b1, b2 = f(1 - beta1 ** self.t), f((1 - beta2 ** self.t) ** 0.5)
+        for o, k, wd in self.groups:
+            if k:
+                upd(self.master_flat[o:o + k], self.g16[o:o + k], self.exp_avg[o:o + k], self.exp_avg_sq[o:o + k],
+                    self.p16[o:o + k], f(lr), f(wd), scale, b1, b2, beta1, beta2, 1e-8)
+        for i, mst, m, v in saved:  # a parameter the loss did not reach is not updated, as in torch's AdamW
+            o, k = self.spans[i]
+            self.master_flat[o:o + k].copy_(mst)
+            self.exp_avg[o:o + k].copy_(m)
+            self.exp_avg_sq[o:o + k].copy_(v)
+            self.p16[o:o + k].copy_(mst)
+        self.opt.step()
+        self.sched.step()
+
+    # ---- both ----
     def zero_grad(self) -> None:
         for p in self.params:  # autograd then hands each parameter its fresh gradient, no fill, no add
             p.grad = None
 
     def step(self) -> None:
+        if self.flat:
+            self._step_flat()
+            return
         # a parameter the loss did not reach has no gradient and, as in torch's AdamW, is not updated (nor decayed)
         live = [i for i, p in enumerate(self.params) if p.grad is not None]
         if self.lowp:
@@ -299,6 +437,14 @@ class MasterAdamW:
 
     def finish(self, model) -> None:
         """The model back in float32 holding the master weights."""
+        if self.flat:
+            for p in self.params:
+                p.grad = None
+            model.to(torch.float32)  # each parameter a float32 copy of its bf16 view
+            with torch.no_grad():
+                for p, m in zip(self.params, self.master):
+                    p.data = m.detach().clone()
+            return
         if self.lowp:
             model.to(torch.float32)
             with torch.no_grad():

@@ -33,6 +33,14 @@ class FinetuneEvaluator(Evaluator):
     def learners(self) -> list[str]:
         return list(self.config["learners"])
 
+    def identity(self) -> dict:
+        from dilmbench.fastpath import VERSION
+
+        ident = super().identity()
+        if self.config.get("fast"):  # the fast path's own version: its rounding changed once already (version 1)
+            ident["fast_path"] = VERSION
+        return ident
+
     def _tokenizer(self, learner: str):
         if learner not in self._tok:
             self._tok[learner] = learner_tokenizer(learner)
