@@ -63,6 +63,21 @@ def paired(new: list[dict], against: list[Path]) -> dict:
     return dict(sorted(out.items()))
 
 
+def matmul_rate() -> float:
+    """GFLOPS of one thread's bf16 matmul (1024x384 @ 384x1536): this VM's speed drifts between sittings, so the
+    record carries it, measured before and after the grid."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = torch.randn(1024, 384, dtype=torch.bfloat16), torch.randn(384, 1536, dtype=torch.bfloat16)
+    for _ in range(5):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(50):
+        a @ b
+    return round(2 * 1024 * 384 * 1536 * 50 / (time.perf_counter() - t) / 1e9)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/quick_grid_fast")
@@ -84,20 +99,26 @@ def main():
         subprocess.run(COMMAND + ["--out", str(a.out), "--sets-only"], check=True, cwd=ROOT, env=env)
         sets_s = time.perf_counter() - t0
         commit = git_commit()
+        rate_before = matmul_rate()
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         t0 = time.perf_counter()
         proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
+        rates = [rate_before, matmul_rate()]
         if proc.returncode != 0:
             sys.exit(f"dilmbench run failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
         record = {"runs": len(runs(a.out)), "wall_s": round(wall, 1), "command": " ".join(command), "commit": commit,
                   "env": {"OMP_NUM_THREADS": "1"}, "started": started, "cpus": os.cpu_count(),
-                  "untimed_sets_and_embeddings_s": round(sets_s, 1), **package_versions(),
+                  "untimed_sets_and_embeddings_s": round(sets_s, 1),
+                  "bf16_matmul_gflops_1_thread_before_after": rates, **package_versions(),
                   "run_said": proc.stdout.strip().splitlines()[-12:]}
         atomic_write_text(a.record, json.dumps(record, indent=1) + "\n")
     record = json.loads(a.record.read_text())
     print(f"{record['runs']} runs in {record['wall_s']:.0f} s of `{record['command']}` "
           f"({record['cpus']} CPUs, torch {record.get('torch')}, at {record['commit'][:7]}, {record['started']})")
+    if record.get("bf16_matmul_gflops_1_thread_before_after"):
+        print("this VM's bf16 matmul, one thread, before / after the grid: %s GFLOPS"
+              % " / ".join(map(str, record["bf16_matmul_gflops_1_thread_before_after"])))
     new = runs(a.out)
     fast = sum(bool(r["config"]["evaluator_config"].get("fast")) for r in new)
     train = [r["timing_s"]["train"] for r in new]
