@@ -25,6 +25,13 @@ changes, each measured by benchmarks/speed/finetune_roofline.py:
   configuration, recorded in the result's identity. Attention-probability dropout is done by an attention function
   of the suite's, registered with transformers, where the model's attention goes through that interface.
 - Batches padded by hand from pre-tokenized rows (no tokenizer.pad per micro-batch).
+- A BERT-family learner (MiniLM, BERT) trains on packed rows (:class:`Packer`): a step's texts end to end in rows of
+  at most 64 tokens, each with its own positions, attention kept within each text, the head on each text's first
+  token. No padding tokens pass through the model (a padded SST-2 batch is 1.5-2x its real tokens) and a forward's
+  matmuls are larger; in float32 it is the padded math (tests/test_fastpath.py). Dropout masks then cover other
+  shapes than a padded batch's: part of the fast path's version 2. Only where the recipe micro-batches (a CPU's
+  default): one padded batch per step (``micro_batch_tokens`` 0, CUDA's default and the batched path's way) and
+  other learners keep padded batches.
 """
 from __future__ import annotations
 
@@ -33,6 +40,10 @@ import torch
 import torch.nn.functional as F
 
 ATTENTION_NAME = "dilmbench_dropout"
+# packed rows (Packer): at most this many tokens a row, and padded tokens a forward under the recipe's "auto"; chosen by benchmarks/speed/fast_packing.py on MiniLM and SST-2 sets (rows of 32-256 tokens, forwards of
+# 512-1024 tokens on this CPU)
+PACK_ROW_TOKENS = 64
+PACK_BATCH_TOKENS = 1024
 # joins a fast-path result's identity (the finetune evaluator's); bump when a change alters the fast path's numbers
 VERSION = 2
 
@@ -101,6 +112,9 @@ def _attention_with_stream(module, query, key, value, attention_mask, scaling=No
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     stream = getattr(module, "_dilmbench_stream", None)
+    segments = getattr(stream, "segments", None)
+    if segments is not None:  # packed texts (Packer): each token attends only to its own text
+        attention_mask = _within_segments(attention_mask, segments)
     if not (module.training and dropout > 0 and stream is not None):
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
@@ -120,6 +134,20 @@ def _attention_with_stream(module, query, key, value, attention_mask, scaling=No
     probs = stream.dropout(probs, dropout)
     out = torch.matmul(probs, value).transpose(1, 2).contiguous()
     return out, probs
+
+
+def _within_segments(attention_mask, segments):
+    """The attention mask restricted to pairs of tokens of the same packed text: ``segments`` holds each position's
+    text (-1: padding, attending to nothing but itself so that softmax stays finite; its output is never read)."""
+    same = segments[..., :, None] == segments[..., None, :]
+    if segments.dim() == 1:
+        same = same[None]
+    same = same[:, None] | torch.eye(same.shape[-1], dtype=torch.bool, device=same.device)
+    if attention_mask is None:
+        return same
+    if attention_mask.dtype == torch.bool:
+        return attention_mask & same
+    return attention_mask.masked_fill(~same, torch.finfo(attention_mask.dtype).min)
 
 
 def _register_attention() -> bool:
@@ -485,10 +513,102 @@ class Padder:
         return out
 
 
+class Packer:
+    """A step's texts packed end to end into rows, for a BERT-family classifier (``Packer.fits``): each text keeps its
+    own positions (0..len-1) and segment ids, attention stays within its text (the stream's ``segments``, read by the
+    suite's attention function), and the classification head reads each text's first token, as the model's own pooler
+    and head read position 0. In float32 it is the padded forward's math (tests/test_fastpath.py).
+
+    Rows hold at most ``row_tokens`` tokens (a longer text alone), longest texts first, and rows go through the model
+    together, at most ``batch_tokens`` padded tokens a forward. A padded batch of SST-2 texts is 1.5-2x its real
+    tokens; short rows keep attention's per-row square (and its dropout masks) small."""
+
+    def __init__(self, padder: "Padder", row_tokens: int, batch_tokens: int, device):
+        self.padder, self.device = padder, device
+        self.row_tokens, self.batch_tokens = max(1, int(row_tokens)), max(1, int(batch_tokens))
+
+    @staticmethod
+    def fits(model) -> bool:
+        bert = getattr(model, "bert", None)
+        return (getattr(model.config, "model_type", None) == "bert" and bert is not None
+                and getattr(bert, "pooler", None) is not None and hasattr(model, "classifier")
+                and hasattr(model, "dropout") and getattr(model.config, "position_embedding_type", "absolute")
+                in ("absolute", None) and _interface_attention(model))
+
+    def rows(self, idx) -> list[np.ndarray]:
+        lengths = self.padder.lengths
+        order = np.asarray(idx)[np.argsort(-lengths[np.asarray(idx)], kind="stable")]
+        rows, cur, used = [], [], 0
+        for i in order:
+            if cur and used + lengths[i] > self.row_tokens:
+                rows.append(np.asarray(cur))
+                cur, used = [], 0
+            cur.append(i)
+            used += int(lengths[i])
+        if cur:
+            rows.append(np.asarray(cur))
+        return rows
+
+    def batches(self, idx) -> list[list[np.ndarray]]:
+        """The step's rows grouped into forwards of at most ``batch_tokens`` padded tokens (rows x longest row)."""
+        rows = self.rows(idx)
+        sizes = [int(self.padder.lengths[r].sum()) for r in rows]
+        out, cur, width = [], [], 0
+        for r, n in zip(rows, sizes):  # rows come longest first
+            if cur and (len(cur) + 1) * max(width, n) > self.batch_tokens:
+                out.append(cur)
+                cur, width = [], 0
+            cur.append(r)
+            width = max(width, n)
+        if cur:
+            out.append(cur)
+        return out
+
+    def forward(self, model, stream: "DropoutStream", rows: list) -> torch.Tensor:
+        """Logits of the rows' texts, in the order of np.concatenate(rows)."""
+        pad = self.padder
+        lens = [[len(pad.rows["input_ids"][i]) for i in row] for row in rows]
+        width = max(sum(n) for n in lens)
+        shape = (len(rows), width)
+        ids = np.full(shape, pad.pad["input_ids"], dtype=np.int64)
+        types = np.zeros(shape, dtype=np.int64)
+        positions = np.zeros(shape, dtype=np.int64)
+        segments = np.full(shape, -1, dtype=np.int64)
+        first_row, first_col = [], []
+        for r, (row, ns) in enumerate(zip(rows, lens)):
+            at = 0
+            for j, (i, n) in enumerate(zip(row, ns)):
+                ids[r, at:at + n] = pad.rows["input_ids"][i]
+                if "token_type_ids" in pad.rows:
+                    types[r, at:at + n] = pad.rows["token_type_ids"][i]
+                positions[r, at:at + n] = np.arange(n)
+                segments[r, at:at + n] = j
+                first_row.append(r)
+                first_col.append(at)
+                at += n
+        t = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        kwargs = {"input_ids": t(ids), "position_ids": t(positions)}
+        if "token_type_ids" in pad.rows:
+            kwargs["token_type_ids"] = t(types)
+        stream.segments = t(segments)
+        try:
+            hidden = model.bert(**kwargs).last_hidden_state
+        finally:
+            stream.segments = None
+        first = hidden[t(np.asarray(first_row)), t(np.asarray(first_col))][:, None]  # each text's [CLS]
+        return model.classifier(model.dropout(model.bert.pooler(first)))
+
+
+def pack_batch_tokens(recipe, device) -> int:
+    """Padded tokens a packed forward: the recipe's own cap when it sets one, else PACK_BATCH_TOKENS."""
+    return PACK_BATCH_TOKENS if recipe.micro_batch_tokens == "auto" else recipe.micro_tokens(device)
+
+
 # ---- the loop --------------------------------------------------------------------------------------------------------
 def train_classifier_fast(model, tokenizer, texts, labels, recipe, seed: int, device: str, weights=None,
-                          progress: bool = False, loss_fn=None, dtype=torch.bfloat16) -> list[float]:
-    """train_classifier's contract on the fast path: fine-tunes ``model`` in place, returns the per-step losses."""
+                          progress: bool = False, loss_fn=None, dtype=torch.bfloat16, pack: bool = True) -> list[float]:
+    """train_classifier's contract on the fast path: fine-tunes ``model`` in place, returns the per-step losses.
+    ``pack``: a BERT-family learner trains on packed rows (:class:`Packer`); others, or False, on padded micro-batches."""
     from .batching import tokenize
     from .recipe import endless_batches, micro_batches
     from .progress import progress as progress_bar
@@ -500,7 +620,13 @@ def train_classifier_fast(model, tokenizer, texts, labels, recipe, seed: int, de
     used = np.unique(np.concatenate(padder.rows["input_ids"] + [np.asarray([padder.pad["input_ids"]])]))
     compact = CompactEmbedding(model, used)
     torch.manual_seed(seed)  # only what the stream cannot reach draws from torch's generator (see use_stream_dropout)
-    use_stream_dropout(model, DropoutStream(seed))
+    stream = DropoutStream(seed)
+    swapped = use_stream_dropout(model, stream)
+    # packed rows where the recipe micro-batches (a CPU's default); one padded batch per step (micro_batch_tokens 0:
+    # CUDA's default, and what the batched path trains each run with) stays one padded batch
+    packer = (Packer(padder, PACK_ROW_TOKENS, pack_batch_tokens(recipe, device), device)
+              if pack and recipe.micro_tokens(device) > 0 and swapped["attention_dropout_from_stream"]
+              and Packer.fits(model) else None)
     opt = MasterAdamW(model, recipe, recipe.steps, dtype, embedding=compact.emb.weight if compact.active else None)
     model.train()
     n = len(feats)
@@ -512,9 +638,10 @@ def train_classifier_fast(model, tokenizer, texts, labels, recipe, seed: int, de
         idx = next(batches)
         opt.zero_grad()
         total = None
-        for chunk in micro_batches(padder.lengths[idx], micro):
-            rows = idx[chunk]
-            logits = model(**padder.batch(rows)).logits
+        chunks = packer.batches(idx) if packer else [idx[c] for c in micro_batches(padder.lengths[idx], micro)]
+        for chunk in chunks:
+            rows = np.concatenate(chunk) if packer else chunk
+            logits = packer.forward(model, stream, chunk) if packer else model(**padder.batch(rows)).logits
             part = lf(logits.float(), labels_t[rows])
             if weights_t is not None:
                 part = part * weights_t[rows]
