@@ -8,6 +8,7 @@ fine-tune that loads the compiled optimizer kernels):
   rows R / B     texts end to end in rows of at most R tokens, rows together in forwards of at most B padded tokens
 
 Usage: HF_HUB_OFFLINE=1 python benchmarks/speed/fast_packing.py [--dpc 5,10,20] [--steps 20] [--reps 2]
+       [--sets a.jsonl,b.jsonl (committed sets instead of random ones)]
 Output committed: results/benchmarks/fast_packing.txt
 """
 import argparse
@@ -24,6 +25,7 @@ def main():
     ap.add_argument("--dpc", default="5,10,20")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--sets", default="", help="comma-separated text set files (.jsonl) to time instead of random sets")
     a = ap.parse_args()
     import numpy as np
     import torch
@@ -41,12 +43,20 @@ def main():
     fastpath.compiled_flat_kernels()
     print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} CPUs; {learner}; {a.steps} steps a fine-tune; "
           f"ms a step, median of {a.reps} interleaved repetitions (each repetition's figures in brackets)")
-    for dpc in (int(d) for d in a.dpc.split(",")):
-        rng = np.random.default_rng(dpc)
-        idx = np.concatenate([rng.choice(np.flatnonzero(labels_all == c), dpc, replace=False) for c in (0, 1)])
-        texts, labels = [(train[int(i)]["sentence"],) for i in idx], [int(labels_all[i]) for i in idx]
-        lengths = [len(tok(t[0])["input_ids"]) for t in texts]
-        print(f"\nDPC {dpc}: {len(texts)} texts, {sum(lengths)} tokens (longest {max(lengths)})")
+    from dilmbench.textset import load_textset
+
+    load = lambda path: load_textset(path, TASKS["sst2"])  # noqa: E731
+    cases = [(f"DPC {d}", int(d), None) for d in a.dpc.split(",")] if not a.sets else \
+        [(path, None, load(path)) for path in a.sets.split(",")]
+    for name, dpc, ts in cases:
+        if ts is None:
+            rng = np.random.default_rng(dpc)
+            idx = np.concatenate([rng.choice(np.flatnonzero(labels_all == c), dpc, replace=False) for c in (0, 1)])
+            texts, labels = [(train[int(i)]["sentence"],) for i in idx], [int(labels_all[i]) for i in idx]
+        else:
+            texts, labels = ts.texts, ts.labels
+        lengths = [len(tok(*t)["input_ids"]) for t in texts]
+        print(f"\n{name}: {len(texts)} texts, {sum(lengths)} tokens (longest {max(lengths)})")
 
         def finetune(way, steps):
             model = load_classifier(learner, 2, 0, "cpu")
