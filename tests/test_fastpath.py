@@ -239,7 +239,8 @@ def test_packed_rows_are_the_padded_math(tiny_bert, row_tokens, monkeypatch):
     monkeypatch.setattr(Packer, "forward", lambda self, m, st, rows: forwards.append(len(rows)) or real_forward(
         self, m, st, rows))
     tok = load_tokenizer(tiny_bert)
-    assert Packer.fits(load_classifier(tiny_bert, 2, 3, "cpu"))
+    if not Packer.fits(load_classifier(tiny_bert, 2, 3, "cpu")):
+        pytest.skip("this transformers' BERT does not route attention through AttentionInterface: no packing there")
     for micro in (12, 40):
         recipe = FinetuneRecipe(steps=12, lr=5e-3, micro_batch_tokens=micro, max_batch_size=6)
         padded = no_dropout(load_classifier(tiny_bert, 2, 3, "cpu"))
