@@ -783,7 +783,8 @@ def test_two_runs_on_one_out_split_the_grid(glue_dir, tmp_path):
     procs = [subprocess.Popen(cmd + args + ["--out", str(shared)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     said = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), said
+    assert all(p.returncode == 0 for p in procs), "\n".join(  # whole, so a failure says what happened
+        f"process {i}: exit {p.returncode}; stderr:\n{err[-3000:]}" for i, (p, (_, err)) in enumerate(zip(procs, said)))
     done = [int(re.search(r"done in \d+s: (\d+) runs", out).group(1)) for out, _ in said]
     assert sum(done) == 16 and min(done) > 0, said  # every run once, and both did some
     assert not list((shared / ".claims").glob("*"))  # every claim released
