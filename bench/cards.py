@@ -17,6 +17,9 @@ Only the contamination check reads the evaluation split, to report on it; nothin
 """
 from __future__ import annotations
 
+import os
+import uuid
+
 import hashlib
 from pathlib import Path
 
@@ -73,7 +76,9 @@ def judge_for(data, cache_dir: Path | None = None):
         import joblib
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".partial")
+        # a name of this process's own: two processes fitting the same judge (two runs on one --out) each write
+        # their own file and replace; a shared ".partial" name let one move the other's file away first
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
         joblib.dump(_JUDGES[key], tmp)
         tmp.replace(path)
     return _JUDGES[key]
