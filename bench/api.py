@@ -45,8 +45,10 @@ class MethodContext:
 
     def embed_identity(self) -> dict:
         """What the encoder pass adds to an identity beyond encoder and pooling: its dtype, unless float32 (the
-        precision of every result made before the option existed)."""
-        return {} if self.embed_dtype == "float32" else {"dtype": self.embed_dtype}
+        precision of every result made before the option existed): the runner's rule, dilmbench.config.embed_identity."""
+        from .config import embed_identity
+
+        return embed_identity({"embed_dtype": self.embed_dtype})
 
     def pool_embeddings(self) -> np.ndarray:
         """Encoder embeddings of the pool (train minus dev), computed once and cached on disk."""

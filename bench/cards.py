@@ -17,10 +17,9 @@ Only the contamination check reads the evaluation split, to report on it; nothin
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
-
-import hashlib
 from pathlib import Path
 
 import numpy as np
