@@ -46,6 +46,7 @@ class _Tally:
         self.rows, self.stage_rows, self.notes, self.detail, self.too_big = [], [], [], [], []
         self.totals = {"runs": 0, "done": 0, "sets": 0, "flops": 0.0, "seconds": 0.0, "unestimated": 0}
         self.seen_task_stages: set = set()
+        self.stored: set = set()  # (task, method label, dpc, set index) of sets already on disk: reused, not made
 
     def runs(self, runner, task, spec, planned, cctx) -> None:
         """The evaluator's cost of every run still to make, one row per learner; a set already made (its runs still
@@ -61,6 +62,8 @@ class _Tally:
             if known is None and todo:
                 path = runner.set_path(task.name, spec.label, ps.dpc, ps.set_index)
                 known = runner._stored_set(path, ps.config_hash, task)[0] if path.exists() else None
+                if known is not None:
+                    self.stored.add((task.name, spec.label, ps.dpc, ps.set_index))
             run_ctx = cctx if known is None else replace(cctx, set_lengths=estimated_tokens(known.texts))
             for r in ps.runs:
                 row = by_learner[r.learner]
@@ -86,7 +89,13 @@ class _Tally:
             self.totals["flops"] += row["flops_total"]
             self.totals["seconds"] += row["seconds"]
             self.totals["unestimated"] += row["todo"] if row["unknown"] else 0
-        self.totals["sets"] += sum(1 for ps in planned if ps.given is None and any(r.status != "done" for r in ps.runs))
+        self.totals["sets"] += sum(1 for ps in planned if self._to_make(task, spec, ps))
+
+    def _to_make(self, task, spec, ps) -> bool:
+        """Whether the run would make this set: not given, not already on disk under its configuration, and some run
+        of it still to do."""
+        return (ps.given is None and (task.name, spec.label, ps.dpc, ps.set_index) not in self.stored
+                and any(r.status != "done" for r in ps.runs))
 
     def _run_stages(self, task, spec, r, ps, stages, row: dict) -> None:
         dev = self.dev
@@ -115,7 +124,7 @@ class _Tally:
         dev = self.dev
         dpcs_todo: dict = defaultdict(int)
         for ps in planned:
-            if ps.given is None and any(r.status != "done" for r in ps.runs):
+            if self._to_make(task, spec, ps):
                 dpcs_todo[ps.dpc] += 1
         for dpc, n_sets in sorted(dpcs_todo.items()):
             stages = method.estimate_cost(cctx, dpc)

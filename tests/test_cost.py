@@ -70,6 +70,9 @@ def test_dry_run_counts_the_grid_and_writes_nothing(glue_dir, tiny_bert, tmp_pat
     assert ran.exit_code == 0, ran.output
     res = _dry(args)
     assert "total: 8 runs to make (8 done), 4 sets to make" in res.output
+    # a third init of each set: random's sets are on disk and reused, so only herding's are made (and costed)
+    res = _dry([a if a != "2" or args[i - 1] != "--inits" else "3" for i, a in enumerate(args)])
+    assert "total: 16 runs to make (8 done), 4 sets to make" in res.output, res.output
 
 
 def test_dry_run_hours_follow_the_stated_device(glue_dir, tiny_bert, tmp_path):
