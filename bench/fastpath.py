@@ -39,13 +39,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .recipe import FAST_PATH_VERSION
+
 ATTENTION_NAME = "dilmbench_dropout"
 # packed rows (Packer): at most this many tokens a row, and padded tokens a forward under the recipe's "auto"; chosen by benchmarks/speed/fast_packing.py on MiniLM and SST-2 sets (rows of 32-256 tokens, forwards of
 # 512-1024 tokens on this CPU)
 PACK_ROW_TOKENS = 64
 PACK_BATCH_TOKENS = 1024
-# joins a fast-path result's identity (the finetune evaluator's); bump when a change alters the fast path's numbers
-VERSION = 2
+# joins a fast-path result's identity (the finetune evaluator's); kept in recipe.py, where reading it imports no torch
+VERSION = FAST_PATH_VERSION
 
 
 # ---- dropout from the run's own stream -------------------------------------------------------------------------------

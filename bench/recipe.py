@@ -12,6 +12,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+# the fast path's version (dilmbench.fastpath), part of a fast-path result's identity; bump when a change alters its
+# numbers. Here rather than in fastpath.py so that planning a grid (identities, a dry run) does not import torch.
+FAST_PATH_VERSION = 2
+
 
 @dataclass(frozen=True)
 class FinetuneRecipe:

@@ -278,7 +278,9 @@ def load_task_data(task: Task, source: str | None = None, dev_size: int = 2000, 
     source = resolve_source(source)
     train = load_split(task, task.train_split, source)
     evaluation = load_split(task, task.eval_split, source)
-    labels = np.asarray(train["label"], dtype=np.int64)
+    # the whole Arrow column at once (a datasets Column converts row by row: 1-3 s on QQP's 81k rows)
+    labels = np.asarray(train.with_format("arrow")["label"].to_numpy() if hasattr(train, "with_format")
+                        else train["label"], dtype=np.int64)
     bad = sorted(set(np.unique(labels).tolist()) - set(range(task.num_labels)))
     if bad:
         raise DilmbenchError(f"{task.name} train split has labels {bad} outside 0..{task.num_labels - 1}")

@@ -34,11 +34,11 @@ class FinetuneEvaluator(Evaluator):
         return list(self.config["learners"])
 
     def identity(self) -> dict:
-        from dilmbench.fastpath import VERSION
+        from dilmbench.recipe import FAST_PATH_VERSION
 
         ident = super().identity()
         if self.config.get("fast"):  # the fast path's own version: its rounding changed once already (version 1)
-            ident["fast_path"] = VERSION
+            ident["fast_path"] = FAST_PATH_VERSION
         return ident
 
     def _tokenizer(self, learner: str):
