@@ -254,6 +254,19 @@ class Evaluator:
         after another; an evaluator that can train runs together (finetune's batched path) overrides it."""
         return [self.evaluate(ctx, *job) for job in jobs]
 
+    def expected_unfit(self, cctx, set_size: int, learner: str) -> str | None:
+        """Why a run on a set of ``set_size`` texts would not fit ``learner`` (an ICL prompt longer than its context),
+        judged before launch from the task's typical lengths (a dilmbench.cost.CostContext); None when it would fit,
+        or when the evaluator does not say. `run` warns with it before starting and `run --dry-run` lists it;
+        ``check_fits`` decides run by run."""
+        return None
+
+    def check_fits(self, ctx: EvalContext, textset: TextSet, learner: str, seed: int) -> str | None:
+        """Why this run cannot be made with this very set (its prompt is longer than the learner's context), asked by
+        the driver once the set is made and before the run is handed out; None when it can. The runner skips such a
+        run, goes on with the rest of the grid and lists it at the end, instead of stopping partway."""
+        return None
+
     def estimate_cost(self, cctx, set_size: int, learner: str) -> list | None:
         """What one run costs (`run --dry-run`): a list of dilmbench.cost.StageCost (per "run"), or None when the
         evaluator does not say (shown as "not estimated")."""

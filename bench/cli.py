@@ -72,6 +72,10 @@ def main():
 @click.option("--shard", default=None,
               help="K/N: take every N-th set of the grid from the K-th (0-based), with its runs; N commands with "
                    "K = 0..N-1 (processes or machines, same --out or merged after) cover the grid once.")
+@click.option("--skip-unfit", is_flag=True,
+              help="Accept a grid without the runs whose set does not fit their learner (an ICL prompt longer than "
+                   "the model's context): they are skipped and listed either way; without this flag the command then "
+                   "exits non-zero after making the rest.")
 @click.option("--plugin", "plugins", multiple=True, type=click.Path(), help="A Python file that registers methods/evaluators.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--dry-run", is_flag=True, help="Plan the grid and print what it would make and cost (FLOPs, memory, "
@@ -90,8 +94,8 @@ def main():
 def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, evaluator, encoder, pooling, embed_dtype,
         data_dir,
         data_source, dev_size, seed, device, score_split, out, overwrite, workers, executor, ray_address,
-        threads_per_worker, batch_runs, sets_only, shard, plugins, no_progress, dry_run, device_flops, utilisation,
-        device_bandwidth, step_floor, device_memory):
+        threads_per_worker, batch_runs, sets_only, shard, skip_unfit, plugins, no_progress, dry_run, device_flops,
+        utilisation, device_bandwidth, step_floor, device_memory):
     """Run the grid and write one result file per run. --config may be a results folder's grid.yaml: then every run
     it declares is made into that folder (or --out)."""
     from .grid import declared_runs, entry_configs, is_grid_file
@@ -121,17 +125,26 @@ def run(preset, config_file, tasks, methods, dpc, sets, inits, learners, steps, 
 
         for cfg in configs:
             Runner(cfg, out).build()
+    unfit = []
     for n, cfg in enumerate(configs, 1):
         if len(configs) > 1:
             click.echo(f"-- {config_file}: entry {n} of {len(configs)}: {', '.join(cfg['methods'])} on "
                        f"{', '.join(cfg['tasks'])}, DPC {', '.join(map(str, cfg['dpc']))}, {cfg['sets']} set(s) x "
                        f"{cfg['inits']} init(s)")
-        _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_address, sets_only, shard, batch_runs,
-                 no_progress, dry_run, device_opts)
+        unfit += _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_address, sets_only, shard,
+                          batch_runs, no_progress, dry_run, device_opts)
+    if unfit:
+        for line in unfit:
+            click.echo(f"not made (does not fit its learner): {line}", err=True)
+        if not skip_unfit:
+            raise DilmbenchError(f"{len(unfit)} run(s) not made because their set does not fit the learner (e.g. "
+                                 f"{unfit[0]}); every other run was made; use a smaller DPC or another learner, or "
+                                 "--skip-unfit to accept the grid without them")
 
 
 def _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_address, sets_only, shard, batch_runs,
-             no_progress, dry_run, device_opts) -> None:
+             no_progress, dry_run, device_opts) -> list[str]:
+    """One grid made (or planned, with dry_run); -> the runs skipped because their set does not fit the learner."""
     import time
 
     from .runner import Runner
@@ -145,7 +158,7 @@ def _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_add
 
         text, _ = plan_cost(runner, make_device(*device_opts))
         click.echo(text)
-        return
+        return []
     counts = runner.run()
     from .record import runs_dir
 
@@ -154,10 +167,12 @@ def _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_add
                f"{counts['sets_made']} sets made, {counts['sets_reused']} reused -> {out}/{runs_dir(cfg['score_split'])}"
                + (f"; --sets-only: {counts['not_evaluated']} runs not evaluated" if sets_only else "")
                + (f"; {counts['left_to_others']} left to another process on the same --out"
-                  if counts.get("left_to_others") else ""))
+                  if counts.get("left_to_others") else "")
+               + (f"; {counts['unfit']} not made (their set does not fit the learner)" if counts["unfit"] else ""))
     if runner.phases:
         split = ", ".join(f"{k} {v:.0f}s" for k, v in sorted(runner.phases.items(), key=lambda kv: -kv[1]))
         click.echo(f"time by phase: {split}; loading and planning {max(0.0, elapsed - sum(runner.phases.values())):.0f}s")
+    return runner.unfit
 
 
 @main.command()

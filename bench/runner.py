@@ -194,7 +194,10 @@ class Runner:
         self.cfg, self.out, self.overwrite, self.progress = cfg, Path(out), overwrite, progress
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root()
         self.log = log
-        self.counts = {"done": 0, "skipped": 0, "sets_made": 0, "sets_reused": 0}
+        self.counts = {"done": 0, "skipped": 0, "sets_made": 0, "sets_reused": 0, "unfit": 0}
+        # runs the evaluator could not make with their set (an ICL prompt longer than the learner's context): skipped,
+        # the grid going on, and listed here as "path: why" for the caller to report
+        self.unfit: list[str] = []
         # make and save every set a run needs (with its card), evaluate none: a later run without it reuses them
         self.sets_only = sets_only
         self.shard = parse_shard(shard)
@@ -360,6 +363,8 @@ class Runner:
         plan = self.plan()
         for path, record in self._to_stamp:  # planning writes nothing; the run does, once it goes ahead
             atomic_write_text(path, json.dumps(record, indent=1, sort_keys=False) + "\n")
+        if not self.sets_only:
+            self._warn_unfit(plan)
         cfg = self.cfg
         workers = None
         if (self.workers > 1 or self.executor == "ray") and not self.sets_only and any(
@@ -418,8 +423,12 @@ class Runner:
                                timing={"data_load": load_s, "method_prepare": prepared["seconds"], "make_set": make_s},
                                threads=workers.threads if workers is not None else dev.get("torch_threads"))
                 for r in todo:
-                    self._evaluate_or_queue(PendingRun(made, r, derive_seed(cfg["seed"], task.name, *where, r.init)),
-                                            groups, ectx, workers, split)
+                    init_seed = derive_seed(cfg["seed"], task.name, *where, r.init)
+                    why = self.evaluator.check_fits(ectx, ts, r.learner, init_seed)
+                    if why:
+                        self._skip_unfit(r, why, bar)
+                        continue
+                    self._evaluate_or_queue(PendingRun(made, r, init_seed), groups, ectx, workers, split)
                 if workers is not None:
                     for done in workers.harvest():
                         self._finish(*done)
@@ -434,6 +443,33 @@ class Runner:
             workers.close()
         self.evaluator.close()
         return self.counts
+
+    def _warn_unfit(self, plan) -> None:
+        """Before anything is made: the cells whose runs the evaluator expects not to fit their learner, said once
+        each (check_fits still decides run by run, on the set itself)."""
+        from .api import Evaluator
+
+        if type(self.evaluator).expected_unfit is Evaluator.expected_unfit:
+            return
+        from .cost import context_for
+
+        for pm in plan:
+            cctx = None
+            cells = sorted({(c.dpc * pm.task.num_labels if c.given is None else len(c.given), c.dpc, r.learner)
+                            for c in pm.cells for r in c.runs if r.status in REDO[self.overwrite]})
+            for size, dpc, learner in cells:
+                cctx = cctx or context_for(pm.data, str(self.device), self.cfg["encoder"])
+                why = self.evaluator.expected_unfit(cctx, size, learner)
+                if why:
+                    self.log(f"warning: {pm.task.name} {pm.spec.label} DPC {dpc} on {learner}: {why}; runs whose "
+                             "prompt does not fit will be skipped and listed at the end")
+
+    def _skip_unfit(self, r: "PlannedRun", why: str, bar) -> None:
+        key = self._key(r.path)
+        self.unfit.append(f"{key}: {why}")
+        self.claims.release(key)
+        self.counts["unfit"] += 1
+        bar.update(1)
 
     @staticmethod
     def _seed_parts(method, spec, cell) -> tuple:

@@ -54,11 +54,22 @@ def request_ids(tok, prefix: str, queries: list[str], words: list[str]):
     return prefix_ids, rows
 
 
-def check_context(config, n_tokens: int, model_id: str) -> None:
-    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+def context_limit(config) -> int | None:
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def too_long(config, n_tokens: int, model_id: str) -> str | None:
+    """Why a prompt of ``n_tokens`` cannot be scored by the model of ``config``; None when it fits."""
+    limit = context_limit(config)
     if limit and n_tokens > limit:
-        raise DilmbenchError(f"icl prompt of {n_tokens} tokens exceeds {model_id}'s context of {limit}; use fewer or "
-                             "shorter demonstrations (a smaller DPC)")
+        return f"icl prompt of {n_tokens} tokens exceeds {model_id}'s context of {limit}"
+    return None
+
+
+def check_context(config, n_tokens: int, model_id: str) -> None:
+    why = too_long(config, n_tokens, model_id)
+    if why:
+        raise DilmbenchError(f"{why}; use fewer or shorter demonstrations (a smaller DPC)")
 
 
 class ICLEvaluator(Evaluator):
@@ -88,6 +99,7 @@ class ICLEvaluator(Evaluator):
         super().__init__(**config)
         self._models: dict = {}
         self._perplexity: dict = {}
+        self._longest_query: dict = {}  # (learner, task, split, max_eval) -> the longest query + label word, in tokens
         self.backend = self._pick_backend(self.config["backend"])
 
     @staticmethod
@@ -260,6 +272,23 @@ class ICLEvaluator(Evaluator):
             self._perplexity[key] = float(torch.exp(nll))
         return self._perplexity[key]
 
+    @staticmethod
+    def _longest_estimate(cctx, set_size: int) -> int:
+        """The longest prompt of a run, in tokens, as the cost model estimates them: the set's texts (the task's own
+        when the set is not made yet) at their mean length, then the longest query."""
+        fields = len(cctx.task.text_fields)
+        demo = float(cctx.text_lengths.mean()) + 3 * fields + 3  # "field: " per field, "label: word\n\n"
+        return int(set_size * demo + float(cctx.eval_lengths.max(initial=0)) + 3 * fields + 2)
+
+    def expected_unfit(self, cctx, set_size: int, learner: str) -> str | None:
+        from dilmbench.cost import model_shape
+
+        shape = model_shape(learner)
+        longest = self._longest_estimate(cctx, set_size)
+        if shape is None or not shape.positions or longest <= shape.positions:
+            return None
+        return f"icl prompt ~{longest} tokens (estimated) > {learner}'s context of {shape.positions}"
+
     def estimate_cost(self, cctx, set_size: int, learner: str) -> list | None:
         """One run: the demonstrations' prefix once (its KV cache reused), then every query with each label word
         after it; weights in bfloat16 on CUDA, float32 on a CPU (dtype auto). Notes a prompt longer than the model's
@@ -277,24 +306,55 @@ class ICLEvaluator(Evaluator):
         labels = cctx.task.num_labels
         flops = shape.forward_flops(prefix, prefix) + shape.forward_flops(n * labels * query, prefix + query)
         wbytes = 2 if cctx.cuda or self.config["dtype"] == "bfloat16" else 4
-        longest = int(prefix + float(cctx.eval_lengths.max(initial=0)) + 3 * fields + 2)
+        longest = self._longest_estimate(cctx, set_size)
         note = ""
         if shape.positions and longest > shape.positions:
-            note = f"prompt ~{longest} tokens > context {shape.positions}: the run would refuse it"
+            note = f"prompt ~{longest} tokens > context {shape.positions}: the run would be skipped"
         return [StageCost("prompt", flops, shape.infer_bytes(self.config["batch_size"], longest, wbytes, kv_cache=True),
                           per="run", note=note, steps=1 + -(-n * labels // self.config["batch_size"]))]
 
-    def evaluate(self, ctx: EvalContext, textset, learner: str, seed: int) -> dict:
-        task = ctx.task
+    def _prompt(self, task, textset, seed: int) -> tuple[list[str], list[int], str]:
+        """(label words, demonstration order, the prompt's prefix) of one run."""
         words = label_words(task, self.config["label_words"])
         order = np.random.default_rng(seed).permutation(len(textset)).tolist()
         demos = [(textset.texts[i], textset.labels[i]) for i in order]
-        prefix = build_prefix(task.text_fields, demos, words)
+        return words, order, build_prefix(task.text_fields, demos, words)
+
+    def _queries(self, ctx: EvalContext) -> tuple[list[str], np.ndarray]:
+        """(the formatted queries, their labels) of the split scored, cut to max_eval."""
         eval_texts = ctx.data.texts(ctx.split)
         labels = ctx.data.labels(ctx.split)
         if self.config["max_eval"]:
             eval_texts, labels = eval_texts[: self.config["max_eval"]], labels[: self.config["max_eval"]]
-        queries = [format_example(task.text_fields, t, None) for t in eval_texts]
+        return [format_example(ctx.task.text_fields, t, None) for t in eval_texts], labels
+
+    def check_fits(self, ctx: EvalContext, textset, learner: str, seed: int) -> str | None:
+        """The run's own prompt (its demonstrations in its order, then the longest query and label word) counted in
+        the learner's tokens, against its context (and vLLM's max_model_len on that backend)."""
+        from transformers import AutoConfig
+
+        from dilmbench.models import load_pretrained, load_tokenizer
+
+        tok = load_tokenizer(learner)
+        words, _, prefix = self._prompt(ctx.task, textset, seed)
+        key = (learner, ctx.task.name, ctx.split, self.config["max_eval"])
+        if key not in self._longest_query:
+            queries, _ = self._queries(ctx)
+            longest = max(len(ids) for ids in tok(queries, add_special_tokens=False)["input_ids"])
+            word = max(len(tok(" " + w, add_special_tokens=False)["input_ids"]) for w in words)
+            self._longest_query[key] = longest + word
+        n = len(tok(prefix)["input_ids"]) + self._longest_query[key]
+        config = load_pretrained(AutoConfig, learner)
+        why = too_long(config, n, learner)
+        cap = self.config["max_model_len"]
+        if why is None and self.backend == "vllm" and cap and n > cap:
+            why = f"icl prompt of {n} tokens exceeds max_model_len {cap} (vLLM's context cap here)"
+        return why
+
+    def evaluate(self, ctx: EvalContext, textset, learner: str, seed: int) -> dict:
+        task = ctx.task
+        words, order, prefix = self._prompt(task, textset, seed)
+        queries, labels = self._queries(ctx)
         ppl = self.demo_perplexity(learner, prefix, ctx.device)
         if not ppl <= self.config["max_demo_perplexity"]:
             raise DilmbenchError(f"{learner} reads the demonstrations at perplexity {ppl:.0f} (limit "

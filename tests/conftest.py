@@ -85,7 +85,13 @@ def tiny_gpt_head64(tmp_path_factory):
     return _save_tiny_gpt(tmp_path_factory.mktemp("tiny-gpt-h64"), n_embd=128, n_head=2)
 
 
-def _save_tiny_gpt(d, n_embd: int, n_head: int) -> str:
+@pytest.fixture(scope="session")
+def tiny_gpt_ctx48(tmp_path_factory):
+    """The tiny GPT-2 with a context of 48 tokens: the fixture's SST-2 prompts fit it at DPC 1, never at DPC 4."""
+    return _save_tiny_gpt(tmp_path_factory.mktemp("tiny-gpt-ctx48"), n_embd=32, n_head=2, n_positions=48)
+
+
+def _save_tiny_gpt(d, n_embd: int, n_head: int, n_positions: int = 512) -> str:
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -96,7 +102,7 @@ def _save_tiny_gpt(d, n_embd: int, n_head: int) -> str:
     tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", unk_token="<unk>",
                                   bos_token="<|endoftext|>")
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=512, n_embd=n_embd, n_layer=2, n_head=n_head,
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=n_positions, n_embd=n_embd, n_layer=2, n_head=n_head,
                                bos_token_id=0, eos_token_id=0)).save_pretrained(d)
     tok.save_pretrained(d)
     return str(d)

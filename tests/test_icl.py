@@ -91,6 +91,45 @@ def test_prompt_longer_than_the_context_is_a_clear_error(tiny_gpt):
         ev.score_transformers(tiny_gpt, "sentence: good\nlabel: positive\n\n" * 200, ["sentence: dull\nlabel:"], ["bad", "good"], "cpu")
 
 
+def test_a_prompt_too_long_for_the_model_skips_its_runs_and_the_grid_goes_on(glue_dir, tiny_gpt_ctx48, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from dilmbench.cli import main
+
+    out = tmp_path / "out"
+    args = ["run", "--preset", "quick", "--task", "sst2", "--methods", "random", "--dpc", "4,1", "--sets", "2",
+            "--evaluator", "icl", "--learners", tiny_gpt_ctx48, "--data-dir", str(glue_dir), "--dev-size", "12",
+            "--out", str(out), "--no-progress"]
+    res = CliRunner().invoke(main, args)
+    # DPC 4 (planned first) never fits 48 tokens: said before it starts, its runs skipped, DPC 1's still made
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert "warning: sst2 random DPC 4" in res.output  # (the estimate, from mean lengths, may warn of DPC 1 too)
+    assert "2 run(s) not made because their set does not fit the learner" in res.output
+    assert res.output.count("not made (does not fit its learner): runs/sst2/random") == 2
+    made = sorted(out.joinpath("runs").rglob("*.json"))
+    assert len(made) == 2 and {json.loads(p.read_text())["dpc"] for p in made} == {1}
+    # accepted with --skip-unfit: nothing left to make, exit 0, the two still listed
+    res = CliRunner().invoke(main, args + ["--skip-unfit"])
+    assert res.exit_code == 0, res.output
+    assert "2 not made (their set does not fit the learner)" in res.output
+
+
+def test_check_fits_counts_the_runs_own_prompt_in_the_learners_tokens(glue_dir, tiny_gpt_ctx48, tmp_path):
+    data = load_task_data(TASKS["sst2"], str(glue_dir), dev_size=12)
+    ctx = EvalContext(data=data, device="cpu", cache_dir=tmp_path, progress=False)
+    ev = EVALUATORS.get("icl")(learners=[tiny_gpt_ctx48], backend="transformers")
+    short = TextSet(task="sst2", text_fields=("sentence",), texts=[("good",), ("bad",)], labels=[1, 0])
+    assert ev.check_fits(ctx, short, tiny_gpt_ctx48, seed=0) is None
+    ev.evaluate(ctx, short, tiny_gpt_ctx48, seed=0)  # what fits is scored
+    long = TextSet(task="sst2", text_fields=("sentence",), texts=[("good " * 20,), ("bad " * 20,)], labels=[1, 0])
+    why = ev.check_fits(ctx, long, tiny_gpt_ctx48, seed=0)
+    assert why is not None and "context of 48" in why
+    n = int(why.split("prompt of ")[1].split()[0])
+    assert n >= 2 * (20 + 3)  # both demonstrations' words and their "sentence:", "label:", label word
+
+
 def test_vllm_backend_agrees_with_transformers(tiny_gpt_head64):
     tiny_gpt = tiny_gpt_head64
     try:
