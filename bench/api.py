@@ -121,8 +121,9 @@ class Method:
     def make_set(self, ctx: MethodContext, dpc: int, seed: int, set_index: int) -> TextSet:
         raise NotImplementedError
 
-    def fixed_sets(self, task: Task) -> list[TextSet] | None:
-        """Methods whose sets are given (not made per DPC and seed) return them here."""
+    def fixed_sets(self, task: Task, data: TaskData | None = None) -> list[TextSet] | None:
+        """Methods whose sets are given (not made per DPC and seed) return them here; the runner passes the task's
+        loaded data to a method whose fixed_sets takes ``data`` (the full-data ceiling is the pool itself)."""
         return None
 
     def estimate_cost(self, cctx, dpc: int) -> list | None:

@@ -168,7 +168,7 @@ def _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_add
                + (f"; --sets-only: {counts['not_evaluated']} runs not evaluated" if sets_only else "")
                + (f"; {counts['left_to_others']} left to another process on the same --out"
                   if counts.get("left_to_others") else "")
-               + (f"; {counts['unfit']} not made (their set does not fit the learner)" if counts["unfit"] else ""))
+               + (f"; {counts['unfit']} not made (their set does not fit the learner)" if counts.get("unfit") else ""))
     if runner.phases:
         split = ", ".join(f"{k} {v:.0f}s" for k, v in sorted(runner.phases.items(), key=lambda kv: -kv[1]))
         click.echo(f"time by phase: {split}; loading and planning {max(0.0, elapsed - sum(runner.phases.values())):.0f}s")
@@ -193,7 +193,10 @@ def _run_one(cfg, out, overwrite, workers, threads_per_worker, executor, ray_add
 @click.option("--robustness", is_flag=True, help="Instead of the table: per method its mean rank over the models that "
               "learned from its sets, its worst and best gain over random, and how far the models agree on the "
               "method ordering (Kendall's tau), with the runs behind each figure.")
-def table(out, fmt, reference, task, evaluator, split, cost, cards, metric, robustness):
+@click.option("--dd-ranking", "dd_ranking", is_flag=True, help="Also DD-Ranking's two scores per method and cell: HLR "
+              "(the full-data ceiling's mean minus the method's; needs `--methods full` results) and IOR (the method's "
+              "mean minus random's).")
+def table(out, fmt, reference, task, evaluator, split, cost, cards, metric, robustness, dd_ranking):
     """Print mean ± std per method x DPC (percent; std with ddof 0), with gain over random."""
     from .tables import build_table, data_notes, load_reference, load_results, render, with_metric
 
@@ -240,7 +243,7 @@ def table(out, fmt, reference, task, evaluator, split, cost, cards, metric, robu
         click.echo(f"{metric} (mean ± std over runs, as recorded; runs without it left out):")
         click.echo(render(build_table(df, baseline=None, scale=1), fmt))
     else:
-        click.echo(render(build_table(df, ref), fmt))
+        click.echo(render(build_table(df, ref, dd_ranking=dd_ranking), fmt))
     notes = data_notes(df)  # what data each column was made on (a subset pool must not pass for GLUE)
     if fmt == "markdown":
         click.echo("\nData:\n" + "\n".join(f"- {n}" for n in notes))

@@ -59,7 +59,9 @@ def figure(df: pd.DataFrame, reference: pd.DataFrame | None = None, columns: int
     import matplotlib.pyplot as plt
 
     ps = panels(df)
-    methods = sorted({m for _, g in ps for m in g["method"]}, key=lambda m: (m != BASELINE, m))
+    # a ceiling (the full data) is a level, drawn across the panel, not a point at its pool-sized DPC
+    ceilings = set(df.loc[df["ceiling"], "method"]) if "ceiling" in df.columns else set()
+    methods = sorted({m for _, g in ps for m in g["method"]} - ceilings, key=lambda m: (m != BASELINE, m))
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
     ncol = min(columns, len(ps))
     nrow = -(-len(ps) // ncol)
@@ -67,6 +69,13 @@ def figure(df: pd.DataFrame, reference: pd.DataFrame | None = None, columns: int
     for ax in axes.flat[len(ps):]:
         ax.set_visible(False)
     for ax, (title, g) in zip(axes.flat, ps):
+        for m, r in g[g["method"].isin(ceilings)].groupby("method"):
+            ax.axhline(100 * r["mean"].iloc[0], color="0.2", ls="--", lw=1.2, label=f"{m} (ceiling)")
+        g = g[~g["method"].isin(ceilings)]
+        if g.empty:
+            ax.set_title(title, fontsize=10)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+            continue
         dpcs = sorted(g["dpc"].unique())
         shown = [m for m in methods if m in set(g["method"])]
         for i, m in enumerate(shown):

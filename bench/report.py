@@ -67,6 +67,9 @@ def _cell_provenance(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SHOWN_TEXTS = 500  # a set's texts shown in the page's set browser, at most
+
+
 def _set_browser(out: Path, records: list[dict]) -> tuple[str, int]:
     """Every set the results were scored on, by task / method / DPC: its card, provenance and texts."""
     from .tasks import TASKS
@@ -95,10 +98,13 @@ def _set_browser(out: Path, records: list[dict]) -> tuple[str, int]:
             card_txt = (", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in card.items()
                                   if not isinstance(v, (dict, list)))
                         if card else "no card")
+            shown = list(zip(ts.texts, ts.labels))[:SHOWN_TEXTS]  # (a full-data set is the whole pool)
             rows = "".join(
                 f"<tr><td class='label'>{_e(task.label_names[y] if task else y)}</td>"
                 + "".join(f"<td>{_e(t)}</td>" for t in texts) + "</tr>"
-                for texts, y in sorted(zip(ts.texts, ts.labels), key=lambda ty: ty[1]))
+                for texts, y in sorted(shown, key=lambda ty: ty[1]))
+            if len(ts) > SHOWN_TEXTS:
+                rows += f"<tr><td colspan='{1 + len(ts.text_fields)}'>the first {SHOWN_TEXTS} of {len(ts):,} shown</td></tr>"
             header = "<tr><th>label</th>" + "".join(f"<th>{_e(f)}</th>" for f in ts.text_fields) + "</tr>"
             inner.append(
                 f"<details class='set' data-set='{_e(rel)}'><summary>set {set_index:02d} — {len(ts)} texts "

@@ -184,6 +184,15 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     return k, n
 
 
+def _fixed_sets(method, task, data):
+    """A method's given sets, with the task's data where its fixed_sets takes it (plugins written before it did not)."""
+    import inspect
+
+    if "data" in inspect.signature(method.fixed_sets).parameters:
+        return method.fixed_sets(task, data=data)
+    return method.fixed_sets(task)
+
+
 class Runner:
     def __init__(self, cfg: dict, out: str | Path, overwrite: str = "only-missing", progress: bool = True,
                  cache_dir: str | Path | None = None, log=print, workers: int = 1, threads_per_worker: int | None = None,
@@ -194,7 +203,7 @@ class Runner:
         self.cfg, self.out, self.overwrite, self.progress = cfg, Path(out), overwrite, progress
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root()
         self.log = log
-        self.counts = {"done": 0, "skipped": 0, "sets_made": 0, "sets_reused": 0, "unfit": 0}
+        self.counts = {"done": 0, "skipped": 0, "sets_made": 0, "sets_reused": 0}
         # runs the evaluator could not make with their set (an ICL prompt longer than the learner's context): skipped,
         # the grid going on, and listed here as "path: why" for the caller to report
         self.unfit: list[str] = []
@@ -290,7 +299,7 @@ class Runner:
             eval_code = {k: v for k, v in self.evaluator.identity().items() if k in ("version", "source_sha256")}
             for spec in self.specs:
                 method_models = {"encoder": cfg["encoder"]} if self.methods[spec.label].needs_embeddings else {}
-                fixed = self.methods[spec.label].fixed_sets(task)
+                fixed = _fixed_sets(self.methods[spec.label], task, data)
                 if fixed is not None:
                     describe = getattr(self.methods[spec.label], "describe_sets", None)
                     if describe is not None:
@@ -468,7 +477,7 @@ class Runner:
         key = self._key(r.path)
         self.unfit.append(f"{key}: {why}")
         self.claims.release(key)
-        self.counts["unfit"] += 1
+        self.counts["unfit"] = self.counts.get("unfit", 0) + 1
         bar.update(1)
 
     @staticmethod

@@ -30,7 +30,8 @@ def load_results(out: str | Path, split: str = "eval", read: tuple[list[dict], l
              "learner": rec["learner"], "set": rec["set_index"], "init": rec["init_index"],
              "score": rec["score"], "metrics": rec.get("metrics") or {}, "set_path": rec.get("textset", {}).get("path"),
              "data": _data_label(rec), "data_note": _data_note(rec), "cell_config": _cell_config(rec),
-             "timing": rec.get("timing_s") or {}, "chosen_with": chosen_with(rec)}
+             "timing": rec.get("timing_s") or {}, "chosen_with": chosen_with(rec),
+             "ceiling": _is_ceiling(rec.get("method_name", rec["method"]))}
             for rec in records]
     if not rows:
         if unreadable:
@@ -40,6 +41,17 @@ def load_results(out: str | Path, split: str = "eval", read: tuple[list[dict], l
     df = pd.DataFrame(rows)
     df.attrs["unreadable"] = unreadable
     return df
+
+
+def _is_ceiling(method_name: str) -> bool:
+    """Whether the method's set is a ceiling (the full training data), shown in every DPC column of its learner rather
+    than as a DPC of its own: said by the method class (``ceiling = True``), found through the registry."""
+    from .registry import METHODS
+
+    try:
+        return bool(getattr(METHODS.get(method_name), "ceiling", False))
+    except DilmbenchError:  # a plugin's method not loaded here: an ordinary row
+        return False
 
 
 CHOOSER_KEYS = ("learner", "encoder", "reward_model", "generator")
@@ -172,9 +184,63 @@ def with_metric(df: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def build_table(df: pd.DataFrame, reference: pd.DataFrame | None = None, baseline: str | None = "random",
-                scale: float = 100) -> pd.DataFrame:
+                scale: float = 100, dd_ranking: bool = False) -> pd.DataFrame:
     """Rows: methods (then gain over the baseline, then the paper's numbers); columns: task/learner/DPC. ``scale``:
-    100 shows scores as percent; 1 shows a metric as recorded (``baseline=None``: no gain rows)."""
+    100 shows scores as percent; 1 shows a metric as recorded (``baseline=None``: no gain rows). A ceiling method's
+    results (the full data) fill every DPC column of their task and learner. ``dd_ranking``: DD-Ranking's two scores
+    per method and column, HLR (hard-label recovery: the ceiling's mean minus the method's; lower is better) and IOR
+    (improvement over random: the method's mean minus random's)."""
+    if "ceiling" in df.columns and df["ceiling"].any():
+        return _with_ceiling(df, reference, baseline, scale, dd_ranking)
+    if dd_ranking:
+        raise DilmbenchError("--dd-ranking needs full-data results (method 'full') beside the sets, for HLR")
+    return _build_table(df, reference, baseline, scale)
+
+
+def _with_ceiling(df, reference, baseline, scale, dd_ranking) -> pd.DataFrame:
+    """The table of the ordinary results with the ceiling's row first, in every column of its task x learner (a column
+    of its own where no set was scored there); then with dd_ranking the HLR rows."""
+    ceil = summarize(df[df["ceiling"]])
+    rest = df[~df["ceiling"]]
+    table = _build_table(rest, reference, baseline, scale) if not rest.empty else pd.DataFrame()
+    means = summarize(rest) if not rest.empty else ceil.iloc[:0]
+    several = rest["evaluator"].nunique() > 1
+    ceiling_rows, hlr_rows = [], []
+    for _, c in ceil.iterrows():
+        label = f"{c['method']} (ceiling)"
+        prefix = f"{c['task']} / " + (f"{c['evaluator']}:" if several else "") + _short(c["learner"])
+        cols = [col for col in table.columns if col.startswith(prefix + " / DPC ")] or [prefix + " / full data"]
+        for col in cols:
+            if col not in table.columns:
+                table[col] = "–"
+        if label not in table.index:
+            table.loc[label] = "–"
+            ceiling_rows.append(label)
+        for col in cols:
+            table.loc[label, col] = f"{scale * c['mean']:.1f} ± {scale * c['std']:.1f} (n={c['n']})"
+        if not dd_ranking:
+            continue
+        same = means[(means["task"] == c["task"]) & (means["evaluator"] == c["evaluator"])
+                     & (means["learner"] == c["learner"])]
+        for _, m in same.iterrows():
+            row, col = f"{m['method']}: HLR (ceiling − it)", f"{prefix} / DPC {m['dpc']}"
+            if col not in table.columns:
+                continue
+            if row not in table.index:
+                table.loc[row] = "–"
+                hlr_rows.append(row)
+            table.loc[row, col] = f"{scale * (c['mean'] - m['mean']):.1f}"
+    table = table.fillna("–")
+    order = ceiling_rows + [r for r in table.index if r not in ceiling_rows and r not in hlr_rows] + sorted(hlr_rows)
+    table = table.reindex(index=order)
+    if dd_ranking and baseline:
+        table = table.rename(index=lambda r: r.replace(f" − {baseline}", f": IOR (it − {baseline})")
+                             if r.endswith(f" − {baseline}") else r)
+    table.index.name = "method"
+    return table
+
+
+def _build_table(df: pd.DataFrame, reference: pd.DataFrame | None, baseline: str | None, scale: float) -> pd.DataFrame:
     s = summarize(df)
     learner = s["learner"].map(_short)
     if s["evaluator"].nunique() > 1:  # the same model may be fine-tuned and prompted: keep the columns apart
@@ -335,6 +401,8 @@ def build_robustness(df: pd.DataFrame, baseline: str = "random") -> tuple[pd.Dat
     sets, and one that never beats ``baseline``. -> (per-method table, agreement table, lines)."""
     from scipy.stats import kendalltau
 
+    if "ceiling" in df.columns:  # the full-data ceiling is not a contender
+        df = df[~df["ceiling"]]
     s = summarize(df)
     s["model"] = s["evaluator"] + ":" + s["learner"].map(_short)
     ctx_cols = ["task", "dpc"] + (["data"] if "data" in s.columns else [])

@@ -194,6 +194,52 @@ def test_table_mean_and_std_use_ddof0(tmp_path):
     assert t.loc["herding − random"].iloc[0] == "+20.0"
 
 
+def test_full_data_ceiling_fills_its_learners_columns_with_dd_rankings_scores_by_hand():
+    import pandas as pd
+
+    from dilmbench.tables import build_robustness, build_table
+
+    rows = [("random", 5, [0.50, 0.60]), ("herding", 5, [0.70, 0.70]), ("random", 10, [0.60, 0.60]),
+            ("herding", 10, [0.65, 0.75]), ("full", 36000, [0.90, 0.86])]
+    df = pd.DataFrame([{"task": "sst2", "evaluator": "finetune", "learner": "org/m", "method": m, "dpc": d, "set": i,
+                        "init": 0, "score": sc, "ceiling": m == "full", "chosen_with": ""}
+                       for m, d, scores in rows for i, sc in enumerate(scores)])
+    t = build_table(df, dd_ranking=True)
+    assert list(t.columns) == ["sst2 / m / DPC 5", "sst2 / m / DPC 10"]  # no column of the ceiling's own
+    assert t.index[0] == "full (ceiling)" and t.loc["full (ceiling)"].tolist() == ["88.0 ± 2.0 (n=2)"] * 2
+    # HLR = ceiling mean - method mean; IOR = method mean - random mean
+    assert t.loc["herding: HLR (ceiling − it)"].tolist() == ["18.0", "18.0"]
+    assert t.loc["random: HLR (ceiling − it)"].tolist() == ["33.0", "28.0"]
+    assert t.loc["herding: IOR (it − random)"].tolist() == ["+15.0", "+10.0"]
+    assert "herding − random" in build_table(df).index  # without --dd-ranking the gain row keeps its name
+    per, _, _ = build_robustness(df)
+    assert "full" not in per.index  # the ceiling is not a contender
+    with pytest.raises(DilmbenchError, match="full-data results"):
+        build_table(df[~df["ceiling"]], dd_ranking=True)
+
+
+def test_full_method_trains_on_the_whole_pool_under_the_recipe(glue_dir, tiny_bert, tmp_path):
+    from click.testing import CliRunner
+
+    from dilmbench.tasks import TASKS, load_task_data
+
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["run", "--preset", "quick", "--task", "sst2", "--methods", "random,full", "--dpc",
+                                    "2", "--sets", "1", "--learners", tiny_bert, "--encoder", tiny_bert, "--steps",
+                                    "3", "--data-dir", str(glue_dir), "--dev-size", "12", "--out", str(out),
+                                    "--no-progress"])
+    assert res.exit_code == 0, res.output
+    recs = {r["method"]: r for r in (json.loads(p.read_text()) for p in _runs(out))}
+    pool = load_task_data(TASKS["sst2"], str(glue_dir), dev_size=12).pool
+    assert recs["full"]["textset"]["size"] == len(pool) and recs["full"]["dpc"] == max(
+        recs["full"]["textset"]["class_counts"])
+    assert recs["full"]["metrics"]["batch_size"] == min(64, len(pool))
+    res = CliRunner().invoke(main, ["table", "--out", str(out), "--dd-ranking"])
+    assert res.exit_code == 0, res.output
+    assert "full (ceiling)" in res.output and "random: HLR (ceiling − it)" in res.output
+    assert "DPC 2" in res.output and f"DPC {recs['full']['dpc']}" not in res.output
+
+
 def test_robustness_ranks_per_model_and_names_a_win_only_on_the_choosing_model():
     import pandas as pd
 
