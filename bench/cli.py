@@ -290,10 +290,15 @@ def plot(out, to, reference, split):
 @click.option("--split", "split", type=click.Choice(["eval", "dev"]), default="eval", show_default=True)
 def report(results, site, reference, split):
     """One static HTML page for a results folder: table, plot, checks, set cards, provenance and cost per cell, and
-    a browser of every text set's texts."""
+    a browser of every text set's texts. Given a folder of results folders (results/), a site over all of them: a
+    leaderboard per task, the robustness summary, accuracy against cost, and each folder's own page."""
     from .report import build_report
+    from .site import build_site, is_site_root
 
-    click.echo(f"wrote {build_report(results, site, reference, split)}")
+    if is_site_root(Path(results)):
+        click.echo(f"wrote {build_site(results, site, reference, split)}")
+    else:
+        click.echo(f"wrote {build_report(results, site, reference, split)}")
 
 
 @main.command()

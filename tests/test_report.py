@@ -245,3 +245,39 @@ def test_runs_scored_on_part_of_the_split_are_never_averaged_with_whole_split_ru
     assert header.count("DPC 2") == 2 and ", first " in header  # its own column, not one cell with the others
     cells = [ln for ln in res.output.splitlines() if ln.startswith("| herding ")][0]
     assert "(n=1)" in cells and "(n=3)" in cells
+
+
+def test_report_over_a_folder_of_results_folders_builds_one_site(results, glue_dir, tiny_bert, tmp_path):
+    root = tmp_path / "results"
+    shutil.copytree(results, root / "a")
+    # a second folder: random again (the same cell as a's, under another configuration) and kcenters, 3 steps
+    cfg = build_config("quick", overrides={
+        "tasks": ["sst2"], "methods": ["random", "kcenters"], "dpc": [2], "sets": 2, "inits": 1,
+        "encoder": tiny_bert, "pooling": "mean", "data_source": str(glue_dir), "dev_size": 10,
+        "evaluator_options": {"finetune": {"learners": [tiny_bert], "steps": 3}}})
+    Runner(cfg, root / "b", progress=False, cache_dir=tmp_path / "cache").run()
+    (root / "notes").mkdir()  # not a results folder: left out
+    site = tmp_path / "site"
+    res = CliRunner().invoke(main, ["report", str(root), "--out", str(site)])
+    assert res.exit_code == 0, res.output
+    page = (site / "index.html").read_text()
+    assert (site / "a" / "index.html").is_file() and (site / "b" / "index.html").is_file()
+    assert "href='a/index.html'" in page and "href='b/index.html'" in page and "notes" not in page
+    # random at DPC 2 is in both folders: two rows, never one pooled cell; herding and kcenters once each
+    assert "random [a]" in page and "random [b]" in page and "MIXED" not in page
+    assert ">herding<" in page and ">kcenters<" in page
+    assert "id=\"robustness-table\"" in page and (site / "accuracy_vs_cost.png").stat().st_size > 10_000
+    browser = _browser()
+    try:
+        from selenium.webdriver.common.by import By
+
+        browser.get((site / "index.html").as_uri())
+        board = browser.find_elements(By.CSS_SELECTOR, "#board-sst2 tbody tr")
+        names = [r.find_element(By.TAG_NAME, "th").text for r in board]
+        assert {"random [a]", "random [b]", "herding", "kcenters"} <= set(names)
+        img = browser.find_element(By.CSS_SELECTOR, "#cost ~ img.figure")
+        assert browser.execute_script("return arguments[0].naturalWidth", img) > 300
+        browser.find_element(By.LINK_TEXT, "b").click()
+        assert browser.find_elements(By.CSS_SELECTOR, "#results-table tbody tr")  # the folder's own page opens
+    finally:
+        browser.quit()
