@@ -204,9 +204,19 @@ class TaskData:
 
     def __post_init__(self):
         self._columns: dict = {}
+        # (the train split and the pool's and dev's row indices in it, where load_task_data carved them: their texts
+        # and labels are then read from train's columns once, not gathered row by row through each split's index map)
+        self._carved: tuple | None = None
 
     def texts(self, split: str) -> list[tuple[str, ...]]:
         """The split's texts as tuples (1 or 2 fields); converted from Arrow once and kept."""
+        if ("texts", split) not in self._columns and self._carved is not None and split in ("pool", "dev"):
+            train, indices = self._carved[0], self._carved[1][split]
+            if ("texts", "train") not in self._columns:
+                arrow = train.with_format("arrow")
+                self._columns[("texts", "train")] = list(zip(*[arrow[f].to_pylist() for f in self.task.text_fields]))
+            whole = self._columns[("texts", "train")]
+            self._columns[("texts", split)] = [whole[i] for i in indices]
         if ("texts", split) not in self._columns:
             ds = getattr(self, split)
             if hasattr(ds, "with_format"):  # whole Arrow columns (a datasets Column iterates row by row: 40x slower)
@@ -285,8 +295,12 @@ def load_task_data(task: Task, source: str | None = None, dev_size: int = 2000, 
     if bad:
         raise DilmbenchError(f"{task.name} train split has labels {bad} outside 0..{task.num_labels - 1}")
     pool_idx, dev_idx = carve_dev(labels, min(dev_size, len(labels) // 10), dev_seed)
-    return TaskData(task=task, pool=train.select(pool_idx), dev=train.select(dev_idx), eval=evaluation,
+    data = TaskData(task=task, pool=train.select(pool_idx), dev=train.select(dev_idx), eval=evaluation,
                     source=source, dev_size=len(dev_idx), dev_seed=dev_seed)
+    if hasattr(train, "with_format"):
+        data._carved = (train, {"pool": pool_idx.tolist(), "dev": dev_idx.tolist()})
+        data._columns[("labels", "pool")], data._columns[("labels", "dev")] = labels[pool_idx], labels[dev_idx]
+    return data
 
 
 def texts_fingerprint(texts: list[tuple[str, ...]]) -> str:
