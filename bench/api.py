@@ -92,6 +92,9 @@ class Method:
     version: ClassVar[str | None] = None  # bump when a code change alters what the method returns
     argument: ClassVar[str | None] = None  # the option that 'name:ARG' on the command line sets (file: "path")
     gives_sets: ClassVar[bool] = False  # its sets come from fixed_sets() (made elsewhere), not per DPC
+    # a given set's DPC is its largest class, found only once it is read; a method whose set stands for every DPC
+    # (the full-data ceiling) names the DPC its runs are filed under instead (0: all), so a declaration can list them
+    fixed_dpc: ClassVar[int | None] = None
     # its sets are written by a generator model (costly, and not bit-for-bit repeatable across machines):
     # `dilmbench reproduce` re-evaluates the folder's sets of such a method instead of writing them again
     writes_texts: ClassVar[bool] = False

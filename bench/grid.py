@@ -97,6 +97,7 @@ def declared_runs(path: str | Path) -> list[DeclaredRun]:
     fight over its file)."""
     from .config import build_evaluator
     from .record import run_relpath
+    from .registry import METHODS
 
     out, seen = [], {}
     for i, cfg in enumerate(entry_configs(path), 1):
@@ -106,9 +107,10 @@ def declared_runs(path: str | Path) -> list[DeclaredRun]:
             if ":" in method:  # a given set's DPC and count are what its folder holds: not predicted here
                 raise DilmbenchError(f"{path}: entry {i} names '{method}'; a declaration lists methods that make "
                                      "their sets (copy given sets into the folder's sets/ and declare their method)")
+            fixed_dpc = getattr(METHODS.get(method), "fixed_dpc", None)
             for task in cfg["tasks"]:
                 for learner in ev.learners():
-                    for dpc in cfg["dpc"]:
+                    for dpc in cfg["dpc"] if fixed_dpc is None else [fixed_dpc]:
                         for s in range(cfg["sets"]):
                             for init in range(cfg["inits"]):
                                 rel = str(run_relpath(split, task, method, ev.name, learner, dpc, s, init))

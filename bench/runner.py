@@ -304,7 +304,9 @@ class Runner:
                     describe = getattr(self.methods[spec.label], "describe_sets", None)
                     if describe is not None:
                         self.log(f"{spec.label}: {describe(fixed)}")
-                    cells = [(max(ts.class_counts(task.num_labels)), i, ts) for i, ts in enumerate(fixed)]
+                    fixed_dpc = getattr(self.methods[spec.label], "fixed_dpc", None)
+                    cells = [(max(ts.class_counts(task.num_labels)) if fixed_dpc is None else fixed_dpc, i, ts)
+                             for i, ts in enumerate(fixed)]
                 else:
                     cells = [(dpc, i, None) for dpc in cfg["dpc"] for i in range(cfg["sets"])]
                 planned = []

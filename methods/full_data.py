@@ -15,6 +15,7 @@ class FullDataMethod(Method):
     """The whole training pool as one set: the full-data ceiling, under the same fine-tuning recipe."""
 
     gives_sets = True  # one set per task, whatever the grid's DPC
+    fixed_dpc = 0  # its runs are filed under dpc0 ("all"), whatever the grid's DPC
     ceiling = True  # tables show it as every DPC's ceiling of its learner, not as a DPC of its own
 
     def fixed_sets(self, task, data=None):

@@ -231,13 +231,19 @@ def test_full_method_trains_on_the_whole_pool_under_the_recipe(glue_dir, tiny_be
     assert res.exit_code == 0, res.output
     recs = {r["method"]: r for r in (json.loads(p.read_text()) for p in _runs(out))}
     pool = load_task_data(TASKS["sst2"], str(glue_dir), dev_size=12).pool
-    assert recs["full"]["textset"]["size"] == len(pool) and recs["full"]["dpc"] == max(
-        recs["full"]["textset"]["class_counts"])
+    assert recs["full"]["textset"]["size"] == len(pool) and recs["full"]["dpc"] == 0  # filed under "all"
     assert recs["full"]["metrics"]["batch_size"] == min(64, len(pool))
     res = CliRunner().invoke(main, ["table", "--out", str(out), "--dd-ranking"])
     assert res.exit_code == 0, res.output
     assert "full (ceiling)" in res.output and "random: HLR (ceiling − it)" in res.output
-    assert "DPC 2" in res.output and f"DPC {recs['full']['dpc']}" not in res.output
+    assert "DPC 2" in res.output and "DPC 0" not in res.output
+    # a declaration lists the ceiling's runs where the run files them (dpc0), whatever DPC the entry names
+    from dilmbench.grid import declared_runs
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("runs:\n  - {preset: quick, tasks: [sst2], methods: [full], dpc: [5], sets: 1, inits: 2}\n")
+    assert [r.relpath.split("/")[-2:] for r in declared_runs(grid)] == [["dpc0", "set00-init0.json"],
+                                                                         ["dpc0", "set00-init1.json"]]
 
 
 def test_robustness_ranks_per_model_and_names_a_win_only_on_the_choosing_model():
