@@ -281,3 +281,13 @@ def test_report_over_a_folder_of_results_folders_builds_one_site(results, glue_d
         assert browser.find_elements(By.CSS_SELECTOR, "#results-table tbody tr")  # the folder's own page opens
     finally:
         browser.quit()
+
+
+def test_a_sets_cost_is_the_run_that_made_it_not_a_later_run_that_reused_it():
+    from dilmbench.record import timing_rollup
+
+    # set a made in 30 s by one learner's run, then read again (0.01 s) by another learner's; set b made in 10 s
+    runs = [("a", {"make_set": 0.01, "evaluate_total": 5.0}), ("a", {"make_set": 30.0, "evaluate_total": 3.0}),
+            ("b", {"make_set": 10.0, "evaluate_total": 4.0})]
+    cost = timing_rollup(runs)
+    assert cost["make_set_s"] == pytest.approx(20.0) and cost["evaluate_s"] == pytest.approx(4.0)
