@@ -464,12 +464,14 @@ class Runner:
             return
         from .cost import context_for
 
+        contexts: dict = {}  # per task: the cost model's view of its data (read once, whatever the methods)
         for pm in plan:
-            cctx = None
             cells = sorted({(c.dpc * pm.task.num_labels if c.given is None else len(c.given), c.dpc, r.learner)
                             for c in pm.cells for r in c.runs if r.status in REDO[self.overwrite]})
             for size, dpc, learner in cells:
-                cctx = cctx or context_for(pm.data, str(self.device), self.cfg["encoder"])
+                if pm.task.name not in contexts:
+                    contexts[pm.task.name] = context_for(pm.data, str(self.device), self.cfg["encoder"])
+                cctx = contexts[pm.task.name]
                 why = self.evaluator.expected_unfit(cctx, size, learner)
                 if why:
                     self.log(f"warning: {pm.task.name} {pm.spec.label} DPC {dpc} on {learner}: {why}; runs whose "

@@ -53,25 +53,18 @@ def cost_points(folders: list[Path], df: pd.DataFrame) -> pd.DataFrame:
     """Per task x evaluator:learner x method x DPC: mean score and seconds to make one set (its own making, plus
     the method's one-off work, its preparation or the generator's recorded training, shared over the method's sets
     of that task in that folder)."""
-    from .tables import build_cost_table
+    from .tables import cost_cells
 
     rows = []
     for folder in folders:
         sub = df[df["folder"] == folder.name]
         if sub.empty:
             continue
-        cost = build_cost_table(folder, sub).reset_index()
         n_sets = sub.dropna(subset=["set_path"]).groupby(["task", "method"])["set_path"].nunique()
-
-        def num(v) -> float:
-            try:
-                return float(str(v).split()[0])
-            except ValueError:
-                return 0.0
-
-        for _, c in cost.iterrows():
-            once = max(num(c["prepare s"]), num(c["generator trained s"]))
-            per_set = num(c["set s (mean)"]) + once / max(1, int(n_sets.get((c["task"], c["method"]), 1)))
+        for _, c in cost_cells(folder, sub).fillna({"make_set_s": 0.0, "method_prepare_s": 0.0,
+                                                     "generator_trained_s": 0.0}).iterrows():
+            once = max(c["method_prepare_s"], c["generator_trained_s"])
+            per_set = c["make_set_s"] + once / max(1, int(n_sets.get((c["task"], c["method"]), 1)))
             cell = sub[(sub["task"] == c["task"]) & (sub["method"] == c["method"]) & (sub["dpc"] == c["dpc"])]
             for (evaluator, learner), g in cell.groupby(["evaluator", "learner"]):
                 rows.append({"task": c["task"], "model": f"{evaluator}:{learner.split('/')[-1]}",
@@ -124,8 +117,7 @@ def build_site(root: str | Path, site: str | Path, reference: str | None = None,
     folders = results_folders(root)
     if not folders:
         raise DilmbenchError(f"'{root}' holds no results folders (folders with runs/)")
-    if site.resolve() == root.resolve() or root.resolve() in site.resolve().parents and any(
-            site.resolve() == f.resolve() for f in folders):
+    if site.resolve() in {root.resolve(), *(f.resolve() for f in folders)}:
         raise DilmbenchError("the site folder must not be a results folder")
     site.mkdir(parents=True, exist_ok=True)
     pages = []

@@ -351,14 +351,16 @@ def build_cards_table(cards: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).set_index("task")
 
 
-def build_cost_table(out: str | Path, results: pd.DataFrame) -> pd.DataFrame:
-    """What each cell cost, per task / method / DPC: runs, seconds to make a set (mean over sets), the method's
-    one-off preparation in the process that made the runs (training, or only loading a cached generator: the
-    largest recorded), the training time of a generator the sets record (DiLM's stages), seconds per evaluation run,
-    and for generated sets the LLM calls and tokens per set (cached texts cost no call)."""
+def cost_cells(out: str | Path, results: pd.DataFrame) -> pd.DataFrame:
+    """What each cell cost, as numbers (NaN where nothing records it), per task / method / DPC: runs, seconds to make a
+    set (mean over sets, each from the run that made it), the method's one-off preparation in the process that made
+    the runs (training, or only loading a cached generator: the largest recorded), the training time of a generator
+    the sets record (DiLM's stages; ``generator_partly_unknown`` where a stage trained before stage times were kept),
+    seconds per evaluation run, and for generated sets the mean LLM calls, tokens and cached texts per set."""
     from .record import timing_rollup
     from .textset import meta_path
 
+    nan = float("nan")
     rows = []
     for (task, method, dpc), g in results.groupby(["task", "method", "dpc"]):
         sets = g.dropna(subset=["set_path"]).drop_duplicates("set_path")
@@ -370,7 +372,7 @@ def build_cost_table(out: str | Path, results: pd.DataFrame) -> pd.DataFrame:
                 prov = {}
             cost = prov.get("cost")
             stages = prov.get("generator_stage_seconds") or {}
-            if stages:  # a stage trained before stage times were kept is None: shown as "+ ?"
+            if stages:  # a stage trained before stage times were kept is None
                 known = sum(v for v in stages.values() if v is not None)
                 trained.append((known, any(v is None for v in stages.values())))
             if cost:
@@ -379,14 +381,38 @@ def build_cost_table(out: str | Path, results: pd.DataFrame) -> pd.DataFrame:
                 cached.append(cost.get("cached", 0))
         cost = timing_rollup([(path if isinstance(path, str) else None, timing)
                               for path, timing in zip(g["set_path"], g["timing"])])
+
+        def number(v):
+            return nan if v is None else float(v)
+
         rows.append({"task": task, "method": method, "dpc": dpc, "runs": len(g),
-                     "set s (mean)": round(cost["make_set_s"], 1) if cost["make_set_s"] is not None else "–",
-                     "prepare s": round(cost["method_prepare_s"], 0) if cost["method_prepare_s"] is not None else "–",
-                     "generator trained s": (f"{max(trained)[0]:.0f}" + (" + ?" if max(trained)[1] else "")) if trained else "–",
-                     "eval s / run": round(cost["evaluate_s"], 1) if cost["evaluate_s"] is not None else "–",
-                     "LLM calls / set": round(float(np.mean(calls)), 1) if calls else "–",
-                     "tokens / set": round(float(np.mean(tokens)), 0) if tokens else "–",
-                     "cached texts / set": round(float(np.mean(cached)), 1) if cached else "–"})
+                     "make_set_s": number(cost["make_set_s"]), "method_prepare_s": number(cost["method_prepare_s"]),
+                     "generator_trained_s": max(trained)[0] if trained else nan,
+                     "generator_partly_unknown": bool(trained) and max(trained)[1],
+                     "evaluate_s": number(cost["evaluate_s"]),
+                     "llm_calls": float(np.mean(calls)) if calls else nan,
+                     "tokens": float(np.mean(tokens)) if tokens else nan,
+                     "cached": float(np.mean(cached)) if cached else nan})
+    return pd.DataFrame(rows)
+
+
+def build_cost_table(out: str | Path, results: pd.DataFrame) -> pd.DataFrame:
+    """``cost_cells`` as the table prints it: "–" where nothing is recorded, a generator's training "+ ?" where a
+    stage's time is unknown."""
+    def shown(v, digits: int):
+        return "–" if pd.isna(v) else round(v, digits)
+
+    rows = []
+    for _, c in cost_cells(out, results).iterrows():
+        rows.append({"task": c["task"], "method": c["method"], "dpc": c["dpc"], "runs": c["runs"],
+                     "set s (mean)": shown(c["make_set_s"], 1),
+                     "prepare s": shown(c["method_prepare_s"], 0),
+                     "generator trained s": "–" if pd.isna(c["generator_trained_s"]) else
+                     f"{c['generator_trained_s']:.0f}" + (" + ?" if c["generator_partly_unknown"] else ""),
+                     "eval s / run": shown(c["evaluate_s"], 1),
+                     "LLM calls / set": "–" if pd.isna(c["llm_calls"]) else round(c["llm_calls"], 1),
+                     "tokens / set": "–" if pd.isna(c["tokens"]) else round(c["tokens"], 0),
+                     "cached texts / set": "–" if pd.isna(c["cached"]) else round(c["cached"], 1)})
     return pd.DataFrame(rows).set_index("task")
 
 

@@ -100,6 +100,7 @@ class ICLEvaluator(Evaluator):
         self._models: dict = {}
         self._perplexity: dict = {}
         self._longest_query: dict = {}  # (learner, task, split, max_eval) -> the longest query + label word, in tokens
+        self._fit_models: dict = {}  # learner -> (its tokenizer, its config), read once for check_fits
         self.backend = self._pick_backend(self.config["backend"])
 
     @staticmethod
@@ -273,12 +274,18 @@ class ICLEvaluator(Evaluator):
         return self._perplexity[key]
 
     @staticmethod
-    def _longest_estimate(cctx, set_size: int) -> int:
-        """The longest prompt of a run, in tokens, as the cost model estimates them: the set's texts (the task's own
-        when the set is not made yet) at their mean length, then the longest query."""
-        fields = len(cctx.task.text_fields)
-        demo = float(cctx.text_lengths.mean()) + 3 * fields + 3  # "field: " per field, "label: word\n\n"
-        return int(set_size * demo + float(cctx.eval_lengths.max(initial=0)) + 3 * fields + 2)
+    def _prefix_estimate(cctx, set_size: int) -> float:
+        """The demonstrations' prefix, in tokens, as the cost model estimates them: the set's texts (the task's own
+        when the set is not made yet) at their mean length, with their field and label words."""
+        demo = float(cctx.text_lengths.mean()) + 3 * len(cctx.task.text_fields) + 3  # "field: " each, "label: word\n\n"
+        return set_size * demo
+
+    @classmethod
+    def _longest_estimate(cls, cctx, set_size: int) -> int:
+        """The longest prompt of a run, in tokens, as the cost model estimates them: the prefix, then the longest
+        query."""
+        query = float(cctx.eval_lengths.max(initial=0)) + 3 * len(cctx.task.text_fields) + 2
+        return int(cls._prefix_estimate(cctx, set_size) + query)
 
     def expected_unfit(self, cctx, set_size: int, learner: str) -> str | None:
         from dilmbench.cost import model_shape
@@ -292,16 +299,14 @@ class ICLEvaluator(Evaluator):
     def estimate_cost(self, cctx, set_size: int, learner: str) -> list | None:
         """One run: the demonstrations' prefix once (its KV cache reused), then every query with each label word
         after it; weights in bfloat16 on CUDA, float32 on a CPU (dtype auto). Notes a prompt longer than the model's
-        context, which the run would refuse."""
+        context, whose run would be skipped."""
         from dilmbench.cost import StageCost, model_shape
 
         shape = model_shape(learner)
         if shape is None:
             return None
-        fields = len(cctx.task.text_fields)
-        demo = float(cctx.text_lengths.mean()) + 3 * fields + 3  # "field: " per field, "label: word\n\n"
-        prefix = set_size * demo
-        query = float(cctx.eval_lengths.mean()) + 3 * fields + 2 if len(cctx.eval_lengths) else 0.0
+        prefix = self._prefix_estimate(cctx, set_size)
+        query = float(cctx.eval_lengths.mean()) + 3 * len(cctx.task.text_fields) + 2 if len(cctx.eval_lengths) else 0.0
         n = min(cctx.eval_size, self.config["max_eval"] or cctx.eval_size)
         labels = cctx.task.num_labels
         flops = shape.forward_flops(prefix, prefix) + shape.forward_flops(n * labels * query, prefix + query)
@@ -331,11 +336,13 @@ class ICLEvaluator(Evaluator):
     def check_fits(self, ctx: EvalContext, textset, learner: str, seed: int) -> str | None:
         """The run's own prompt (its demonstrations in its order, then the longest query and label word) counted in
         the learner's tokens, against its context (and vLLM's max_model_len on that backend)."""
-        from transformers import AutoConfig
+        if learner not in self._fit_models:  # (asked once per run, in the driver: no model weights loaded there)
+            from transformers import AutoConfig
 
-        from dilmbench.models import load_pretrained, load_tokenizer
+            from dilmbench.models import load_pretrained, load_tokenizer
 
-        tok = load_tokenizer(learner)
+            self._fit_models[learner] = (load_tokenizer(learner), load_pretrained(AutoConfig, learner))
+        tok, config = self._fit_models[learner]
         words, _, prefix = self._prompt(ctx.task, textset, seed)
         key = (learner, ctx.task.name, ctx.split, self.config["max_eval"])
         if key not in self._longest_query:
@@ -344,7 +351,6 @@ class ICLEvaluator(Evaluator):
             word = max(len(tok(" " + w, add_special_tokens=False)["input_ids"]) for w in words)
             self._longest_query[key] = longest + word
         n = len(tok(prefix)["input_ids"]) + self._longest_query[key]
-        config = load_pretrained(AutoConfig, learner)
         why = too_long(config, n, learner)
         cap = self.config["max_model_len"]
         if why is None and self.backend == "vllm" and cap and n > cap:
