@@ -280,6 +280,12 @@ class Evaluator:
         return {"evaluator": self.name, "config": identity_config(self.config, self.later_defaults),
                 **code_identity(type(self))}
 
+    def learner_identity(self, learner: str) -> dict:
+        """What joins the identity of this evaluator's runs with ``learner`` only (a code path whose version differs
+        by learner: finetune's fast path); {} for most evaluators, and then nothing is added. Kept apart from
+        identity() so that a change that alters one learner's numbers leaves the others' results valid."""
+        return {}
+
     def close(self) -> None:
         """Release what evaluate() kept across runs (models, engines and their worker processes); the runner calls
         it when the grid is done."""

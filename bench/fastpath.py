@@ -108,16 +108,20 @@ class StreamDropout(torch.nn.Module):
 
 
 def _attention_with_stream(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Attention for a model whose attention goes through transformers' AttentionInterface: sdpa as the model would
-    run it, except while training with dropout > 0, when the probabilities' dropout mask comes from the model's
-    DropoutStream (the eager attention's math: softmax(q k^T * scaling + mask) v)."""
+    """Attention for a model whose attention goes through transformers' AttentionInterface. While training it is the
+    eager attention's math, softmax(q k^T * scaling + mask) v with the softmax in float32, and the probabilities'
+    dropout mask (dropout > 0) from the model's DropoutStream; otherwise (evaluation) sdpa as the model would run it.
+
+    Training without attention dropout (the decoders: Llama, Gemma) took sdpa too until fast-path version 3
+    (:data:`ATTENTION_EAGER_SINCE`): torch's CPU sdpa backward on a step's small shapes (10 texts x 9 heads x 38
+    tokens) took 8 ms a layer where these matmuls take 1.5 (benchmarks/speed/decoder_attention.py)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     stream = getattr(module, "_dilmbench_stream", None)
     segments = getattr(stream, "segments", None)
     if segments is not None:  # packed texts (Packer): each token attends only to its own text
         attention_mask = _within_segments(attention_mask, segments)
-    if not (module.training and dropout > 0 and stream is not None):
+    if not (module.training and stream is not None):
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
     if scaling is None:
@@ -127,13 +131,18 @@ def _attention_with_stream(module, query, key, value, attention_mask, scaling=No
         key = key.repeat_interleave(n_rep, dim=1)
         value = value.repeat_interleave(n_rep, dim=1)
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is None and query.shape[2] > 1 and kwargs.get("is_causal", getattr(module, "is_causal", False)):
+        # a causal model's mask left to sdpa's is_causal (no padding in the batch): the same pattern, built here
+        n_q, n_k = query.shape[2], key.shape[2]
+        attention_mask = torch.ones(n_q, n_k, dtype=torch.bool, device=query.device).tril(n_k - n_q)
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
         else:
             scores = scores + attention_mask[..., : key.shape[-2]]
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    probs = stream.dropout(probs, dropout)
+    if dropout > 0:
+        probs = stream.dropout(probs, dropout)
     out = torch.matmul(probs, value).transpose(1, 2).contiguous()
     return out, probs
 

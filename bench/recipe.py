@@ -14,7 +14,36 @@ import numpy as np
 
 # the fast path's version (dilmbench.fastpath), part of a fast-path result's identity; bump when a change alters its
 # numbers. Here rather than in fastpath.py so that planning a grid (identities, a dry run) does not import torch.
-FAST_PATH_VERSION = 2
+#   1  per-tensor AdamW on float32 copies of the gradients
+#   2  flat AdamW buffers; packed rows for BERT-family learners
+#   3  a learner's training attention always the eager math (decoders without attention dropout took torch's sdpa,
+#      whose CPU backward is slow at a step's shapes), and causal where the batch has no padding (a decoder with
+#      attention dropout, GPT-2, attended to later tokens then); encoders with attention dropout: unchanged
+FAST_PATH_VERSION = 3
+# A run's identity has carried the version only since version 3 (before, it reached the evaluator's identity but not
+# the run's): a fast-path run without it was made at version 2 (or 1, which cannot be told apart any more).
+FAST_PATH_UNRECORDED = 2
+# Encoder families whose fast path version 3 left as version 2 had it (their attention has dropout, which took the
+# eager math already): the version of their runs stays 2, so their finished results stay valid.
+_ENCODERS_SINCE_2 = {"bert", "roberta", "xlnet", "distilbert", "albert", "electra", "xlm-roberta", "camembert",
+                     "mpnet", "deberta", "deberta-v2"}
+_LEARNER_VERSION: dict = {}
+
+
+def fast_path_version(learner: str) -> int:
+    """The fast path's version as it concerns ``learner``: the last version that changed its numbers. Read from the
+    model's config where one is here (a folder, $DILMBENCH_MODEL_MAP, the Hugging Face cache, the configs the dry run
+    knows); a model whose config cannot be read counts as changed by the newest version."""
+    if learner not in _LEARNER_VERSION:
+        from .cost import KNOWN_CONFIGS, local_config
+        from .models import resolve_model
+
+        cfg = local_config(resolve_model(learner)) or KNOWN_CONFIGS.get(learner) or {}
+        dropout = next((cfg[k] for k in ("attention_probs_dropout_prob", "attention_dropout", "dropout")
+                        if isinstance(cfg.get(k), (int, float))), None)
+        unchanged = cfg.get("model_type") in _ENCODERS_SINCE_2 and not cfg.get("is_decoder") and dropout != 0
+        _LEARNER_VERSION[learner] = 2 if unchanged else FAST_PATH_VERSION
+    return _LEARNER_VERSION[learner]
 
 
 @dataclass(frozen=True)

@@ -332,6 +332,9 @@ class Runner:
                                          "learner": learner, "init": init}
                             if eval_code:  # (built-ins without a version keep the identity they always had)
                                 run_ident["evaluator_code"] = eval_code
+                            per_learner = self.evaluator.learner_identity(learner)
+                            if per_learner:  # (likewise: added only where the evaluator says something)
+                                run_ident["learner_identity"] = per_learner
                             if split != "eval":  # (eval keeps the identity it always had)
                                 run_ident["score_split"] = split
                             path = self.run_path(task.name, spec.label, learner, dpc, set_index, init)

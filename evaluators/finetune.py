@@ -33,13 +33,15 @@ class FinetuneEvaluator(Evaluator):
     def learners(self) -> list[str]:
         return list(self.config["learners"])
 
-    def identity(self) -> dict:
-        from dilmbench.recipe import FAST_PATH_VERSION
+    def learner_identity(self, learner: str) -> dict:
+        """The fast path's version as it concerns this learner (dilmbench.recipe.fast_path_version), recorded from
+        version 3 on: a fast-path run without it was made at version 2."""
+        from dilmbench.recipe import FAST_PATH_UNRECORDED, fast_path_version
 
-        ident = super().identity()
-        if self.config.get("fast"):  # the fast path's own version: its rounding changed once already (version 1)
-            ident["fast_path"] = FAST_PATH_VERSION
-        return ident
+        if not self.config.get("fast"):
+            return {}
+        version = fast_path_version(learner)
+        return {"fast_path": version} if version > FAST_PATH_UNRECORDED else {}
 
     def _tokenizer(self, learner: str):
         if learner not in self._tok:

@@ -108,6 +108,26 @@ def _save_tiny_gpt(d, n_embd: int, n_head: int, n_positions: int = 512) -> str:
     return str(d)
 
 
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """A 2-layer Llama (grouped-query attention: 4 heads over 2 key/value heads, no attention dropout, as SmolLM2's
+    family) with the tiny GPT-2's word-level tokenizer, saved like a hub model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    d = tmp_path_factory.mktemp("tiny-llama")
+    gpt = _save_tiny_gpt(tmp_path_factory.mktemp("tiny-llama-tok"), n_embd=32, n_head=2)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gpt)
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                 bos_token_id=0, eos_token_id=0)).save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d)
+
+
 def _fixture_corpus():
     return [" ".join(POS + NEG + FILLER)] * 3 + POS + NEG + FILLER
 

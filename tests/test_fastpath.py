@@ -30,7 +30,7 @@ def no_dropout(model):
 
 
 @pytest.mark.parametrize("micro", [0, 24])
-@pytest.mark.parametrize("learner", ["tiny_bert", "tiny_roberta", "tiny_xlnet", "tiny_gpt"])
+@pytest.mark.parametrize("learner", ["tiny_bert", "tiny_roberta", "tiny_xlnet", "tiny_gpt", "tiny_llama"])
 def test_float32_fast_path_is_the_reference_math(learner, micro, request):
     path = request.getfixturevalue(learner)
     tok = load_tokenizer(path)
@@ -215,13 +215,62 @@ def test_flat_compiled_adamw_is_torchs_adamw(tiny_bert):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=lambda m: f"{n}: {m}")
 
 
-def test_fast_path_results_carry_its_version():
+def test_fast_path_results_carry_its_version(tiny_bert, tiny_gpt, tiny_llama):
+    """A run's identity carries the fast path's version as it concerns its learner: the decoders' (changed by
+    version 3) from version 3 on; an encoder's, unchanged since version 2, as before (its finished runs stay valid)."""
     from dilmbench.fastpath import VERSION
+    from dilmbench.recipe import fast_path_version
     from dilmbench.registry import EVALUATORS
 
-    assert VERSION >= 2  # version 1 (per-tensor AdamW) results are not found as done by today's fast path
-    assert EVALUATORS.get("finetune").for_preset("quick").identity()["fast_path"] == VERSION
-    assert "fast_path" not in EVALUATORS.get("finetune")(learners=["x"]).identity()
+    assert VERSION == 3
+    quick = EVALUATORS.get("finetune").for_preset("quick")
+    assert quick.learner_identity(tiny_gpt) == quick.learner_identity(tiny_llama) == {"fast_path": 3}
+    assert quick.learner_identity(tiny_bert) == {} and fast_path_version(tiny_bert) == 2
+    assert quick.learner_identity("sentence-transformers/all-MiniLM-L6-v2") == {}  # (read from the configs known)
+    assert EVALUATORS.get("finetune")(learners=[tiny_gpt]).learner_identity(tiny_gpt) == {}  # reference path
+
+
+def test_a_decoders_version_2_result_is_not_taken_as_done(glue_dir, tiny_gpt, tmp_path, monkeypatch):
+    """Through the runner: a fast-path decoder run recorded as version 2 had it (no version in its identity) is
+    another configuration for today's fast path; its record carries the version."""
+    from dilmbench.config import build_config
+    from dilmbench.errors import DilmbenchError
+    from dilmbench.registry import EVALUATORS
+    from dilmbench.runner import Runner, read_result
+
+    cfg = build_config("quick", overrides={
+        "tasks": ["sst2"], "methods": ["random"], "dpc": [2], "sets": 1, "inits": 1, "encoder": tiny_gpt,
+        "data_source": str(glue_dir), "dev_size": 10,
+        "evaluator_options": {"finetune": {"learners": [tiny_gpt], "steps": 2}}})
+    evaluator = EVALUATORS.get("finetune")
+    with monkeypatch.context() as m:
+        m.setattr(evaluator, "learner_identity", lambda self, learner: {})  # as version 2 planned it
+        assert Runner(cfg, tmp_path / "out", progress=False).run()["done"] == 1
+    with pytest.raises(DilmbenchError, match="another configuration"):
+        Runner(cfg, tmp_path / "out", progress=False).run()
+    assert Runner(cfg, tmp_path / "new", progress=False).run()["done"] == 1
+    rec = read_result(next((tmp_path / "new" / "runs").rglob("*.json")))
+    assert rec["config"]["learner_identity"] == {"fast_path": 3}
+
+
+def test_training_attention_stays_causal_without_padding(tiny_gpt):
+    """A decoder with attention dropout (GPT-2) on the fast path, a batch with no padding (transformers leaves the
+    causal mask to sdpa's is_causal then): the hidden states of the first tokens do not depend on a later token.
+    Version 2 let them (its dropout branch applied no causal mask when the mask was left out)."""
+    import numpy as np
+
+    model = load_classifier(tiny_gpt, 2, 0, "cpu")
+    stream = DropoutStream(0)
+    assert use_stream_dropout(model, stream)["attention_dropout_from_stream"]
+    model.train()
+    tok = load_tokenizer(tiny_gpt)
+    first = []
+    for last in ("good", "awful"):
+        ids = torch.as_tensor([tok("the movie was " + last)["input_ids"]])
+        stream.bitgen = np.random.SFC64(0)  # the same dropout masks for both
+        with torch.no_grad():
+            first.append(model.transformer(input_ids=ids).last_hidden_state[0, :-1])
+    torch.testing.assert_close(first[0], first[1], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("row_tokens", [10, 128])
