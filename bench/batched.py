@@ -192,6 +192,8 @@ def train_classifiers_batched(models, tokenizer, sets, recipe, seeds, device: st
     union = np.unique(np.concatenate([np.concatenate(p.rows["input_ids"]) for p in padders]
                                      + [np.asarray([padders[0].pad["input_ids"]])]))
     streams = [DropoutStream(s) for s in seeds]
+    for st in streams:
+        st.sdpa_v2 = recipe.fast_version == 2  # (see train_classifier_fast)
     for m, s in zip(models, streams):
         if use_stream_dropout(m, s)["attention_dropout_from_torch"]:
             raise NotBatchable(f"{type(m).__name__}'s attention dropout runs inside torch's attention kernel, where "

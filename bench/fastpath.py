@@ -25,13 +25,16 @@ changes, each measured by benchmarks/speed/finetune_roofline.py:
   configuration, recorded in the result's identity. Attention-probability dropout is done by an attention function
   of the suite's, registered with transformers, where the model's attention goes through that interface.
 - Batches padded by hand from pre-tokenized rows (no tokenizer.pad per micro-batch).
-- A BERT-family learner (MiniLM, BERT) trains on packed rows (:class:`Packer`): a step's texts end to end in rows of
-  at most 64 tokens, each with its own positions, attention kept within each text, the head on each text's first
-  token. No padding tokens pass through the model (a padded SST-2 batch is 1.5-2x its real tokens) and a forward's
+- A BERT-family learner (MiniLM, BERT) and, since version 3, a Llama or Gemma-3 decoder train on packed rows
+  (:class:`Packer`): a step's texts end to end in rows of at most 64 tokens, each with its own positions, attention
+  kept within each text (and causal in a decoder), the head on each text's first token (a decoder's: its last). No padding tokens pass through the model (a padded SST-2 batch is 1.5-2x its real tokens) and a forward's
   matmuls are larger; in float32 it is the padded math (tests/test_fastpath.py). Dropout masks then cover other
   shapes than a padded batch's: part of the fast path's version 2. Only where the recipe micro-batches (a CPU's
   default): one padded batch per step (``micro_batch_tokens`` 0, CUDA's default and the batched path's way) and
   other learners keep padded batches.
+- Training attention is the eager math for every model whose attention goes through transformers' interface (version
+  3; decoders without attention dropout took torch's sdpa before, whose CPU backward is 3-7x slower at a step's
+  shapes: benchmarks/speed/decoder_attention.py). ``FinetuneRecipe.fast_version`` 2 runs a decoder as version 2 did.
 """
 from __future__ import annotations
 
@@ -119,9 +122,16 @@ def _attention_with_stream(module, query, key, value, attention_mask, scaling=No
 
     stream = getattr(module, "_dilmbench_stream", None)
     segments = getattr(stream, "segments", None)
+    # (version 2, pinned by the recipe's fast_version: a layer without attention dropout trained through sdpa)
+    training = module.training and stream is not None and not (dropout == 0 and getattr(stream, "sdpa_v2", False))
+    if (attention_mask is None and query.shape[2] > 1 and (training or segments is not None)
+            and kwargs.get("is_causal", getattr(module, "is_causal", False))):
+        # a causal model's mask left to sdpa's is_causal (no padding in the batch): the same pattern, built here
+        n_q, n_k = query.shape[2], key.shape[2]
+        attention_mask = torch.ones(n_q, n_k, dtype=torch.bool, device=query.device).tril(n_k - n_q)[None, None]
     if segments is not None:  # packed texts (Packer): each token attends only to its own text
         attention_mask = _within_segments(attention_mask, segments)
-    if not (module.training and stream is not None):
+    if not training:
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
     if scaling is None:
@@ -131,10 +141,6 @@ def _attention_with_stream(module, query, key, value, attention_mask, scaling=No
         key = key.repeat_interleave(n_rep, dim=1)
         value = value.repeat_interleave(n_rep, dim=1)
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is None and query.shape[2] > 1 and kwargs.get("is_causal", getattr(module, "is_causal", False)):
-        # a causal model's mask left to sdpa's is_causal (no padding in the batch): the same pattern, built here
-        n_q, n_k = query.shape[2], key.shape[2]
-        attention_mask = torch.ones(n_q, n_k, dtype=torch.bool, device=query.device).tril(n_k - n_q)
     if attention_mask is not None:
         if attention_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
@@ -525,10 +531,11 @@ class Padder:
 
 
 class Packer:
-    """A step's texts packed end to end into rows, for a BERT-family classifier (``Packer.fits``): each text keeps its
-    own positions (0..len-1) and segment ids, attention stays within its text (the stream's ``segments``, read by the
-    suite's attention function), and the classification head reads each text's first token, as the model's own pooler
-    and head read position 0. In float32 it is the padded forward's math (tests/test_fastpath.py).
+    """A step's texts packed end to end into rows, for a BERT-family classifier or a Llama / Gemma-3 decoder
+    (``Packer.kind``): each text keeps its own positions (0..len-1) and segment ids, attention stays within its text
+    (the stream's ``segments``, read by the suite's attention function; a decoder's stays causal too), and the head
+    reads each text where the model's own would: a BERT's pooler and head its first token, a decoder's score its last
+    token that is not the pad token. In float32 it is the padded forward's math (tests/test_fastpath.py).
 
     Rows hold at most ``row_tokens`` tokens (a longer text alone), longest texts first, and rows go through the model
     together, at most ``batch_tokens`` padded tokens a forward. A padded batch of SST-2 texts is 1.5-2x its real
@@ -538,13 +545,29 @@ class Packer:
         self.padder, self.device = padder, device
         self.row_tokens, self.batch_tokens = max(1, int(row_tokens)), max(1, int(batch_tokens))
 
+    # decoders whose sequence classifier is base model + a linear ``score`` read at each text's last token, with
+    # rotary positions from position_ids (tests/test_fastpath.py packs each)
+    DECODERS = ("llama", "gemma3_text")
+
+    @staticmethod
+    def kind(model) -> str | None:
+        """"bert" or "decoder" where this model's texts can be packed, else None."""
+        if not _interface_attention(model):
+            return None
+        mtype = getattr(model.config, "model_type", None)
+        bert = getattr(model, "bert", None)
+        if (mtype == "bert" and bert is not None and getattr(bert, "pooler", None) is not None
+                and hasattr(model, "classifier") and hasattr(model, "dropout")
+                and getattr(model.config, "position_embedding_type", "absolute") in ("absolute", None)):
+            return "bert"
+        if (mtype in Packer.DECODERS and isinstance(getattr(model, "score", None), torch.nn.Linear)
+                and hasattr(model, "model")):
+            return "decoder"
+        return None
+
     @staticmethod
     def fits(model) -> bool:
-        bert = getattr(model, "bert", None)
-        return (getattr(model.config, "model_type", None) == "bert" and bert is not None
-                and getattr(bert, "pooler", None) is not None and hasattr(model, "classifier")
-                and hasattr(model, "dropout") and getattr(model.config, "position_embedding_type", "absolute")
-                in ("absolute", None) and _interface_attention(model))
+        return Packer.kind(model) is not None
 
     def rows(self, idx) -> list[np.ndarray]:
         lengths = self.padder.lengths
@@ -585,7 +608,8 @@ class Packer:
         types = np.zeros(shape, dtype=np.int64)
         positions = np.zeros(shape, dtype=np.int64)
         segments = np.full(shape, -1, dtype=np.int64)
-        first_row, first_col = [], []
+        decoder = Packer.kind(model) == "decoder"
+        read_row, read_col = [], []  # where the head reads each text: its first token (BERT), its last (a decoder)
         for r, (row, ns) in enumerate(zip(rows, lens)):
             at = 0
             for j, (i, n) in enumerate(zip(row, ns)):
@@ -594,8 +618,12 @@ class Packer:
                     types[r, at:at + n] = pad.rows["token_type_ids"][i]
                 positions[r, at:at + n] = np.arange(n)
                 segments[r, at:at + n] = j
-                first_row.append(r)
-                first_col.append(at)
+                read_row.append(r)
+                if decoder:  # its last token that is not the pad token, as the model's own pooling picks it
+                    real = np.flatnonzero(pad.rows["input_ids"][i] != model.config.pad_token_id)
+                    read_col.append(at + (int(real[-1]) if len(real) else 0))
+                else:
+                    read_col.append(at)
                 at += n
         t = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
         kwargs = {"input_ids": t(ids), "position_ids": t(positions)}
@@ -603,11 +631,13 @@ class Packer:
             kwargs["token_type_ids"] = t(types)
         stream.segments = t(segments)
         try:
-            hidden = model.bert(**kwargs).last_hidden_state
+            hidden = (model.model if decoder else model.bert)(**kwargs).last_hidden_state
         finally:
             stream.segments = None
-        first = hidden[t(np.asarray(first_row)), t(np.asarray(first_col))][:, None]  # each text's [CLS]
-        return model.classifier(model.dropout(model.bert.pooler(first)))
+        read = hidden[t(np.asarray(read_row)), t(np.asarray(read_col))]
+        if decoder:  # the sequence classifier's linear score at each text's last token
+            return model.score(read)
+        return model.classifier(model.dropout(model.bert.pooler(read[:, None])))  # each text's [CLS]
 
 
 def pack_batch_tokens(recipe, device) -> int:
@@ -633,11 +663,13 @@ def train_classifier_fast(model, tokenizer, texts, labels, recipe, seed: int, de
     torch.manual_seed(seed)  # only what the stream cannot reach draws from torch's generator (see use_stream_dropout)
     stream = DropoutStream(seed)
     swapped = use_stream_dropout(model, stream)
+    decoder_v2 = recipe.fast_version == 2 and Packer.kind(model) == "decoder"
+    stream.sdpa_v2 = recipe.fast_version == 2  # as version 2 ran a model without attention dropout
     # packed rows where the recipe micro-batches (a CPU's default); one padded batch per step (micro_batch_tokens 0:
     # CUDA's default, and what the batched path trains each run with) stays one padded batch
     packer = (Packer(padder, PACK_ROW_TOKENS, pack_batch_tokens(recipe, device), device)
               if pack and recipe.micro_tokens(device) > 0 and swapped["attention_dropout_from_stream"]
-              and Packer.fits(model) else None)
+              and Packer.fits(model) and not decoder_v2 else None)
     opt = MasterAdamW(model, recipe, recipe.steps, dtype, embedding=compact.emb.weight if compact.active else None)
     model.train()
     n = len(feats)

@@ -69,6 +69,21 @@ class FinetuneRecipe:
     # as the rows the set uses, flat AdamW buffers, and dropout masks from the run's own stream (a new random stream,
     # so a new configuration). Off by default, and then left out of a result's identity.
     fast: bool = False
+    # Which version of the fast path to run: 0, the newest (FAST_PATH_VERSION); 2 runs a decoder as version 2 did
+    # (sdpa in training, padded micro-batches), so that a folder made at version 2 can declare and reproduce its runs.
+    # It reaches a result's identity as the learner's fast-path version (fast_path_version), not as an option.
+    fast_version: int = 0
+
+    def fast_path(self, learner_version: int) -> int:
+        """The fast-path version a run of a learner (whose own version is ``learner_version``) is made at."""
+        return learner_version if not self.fast_version else min(int(self.fast_version), learner_version)
+
+    def __post_init__(self):
+        if self.fast_version not in (0, 2, FAST_PATH_VERSION):
+            from .errors import DilmbenchError
+
+            raise DilmbenchError(f"fast_version must be 0 (the newest), 2 or {FAST_PATH_VERSION}, not "
+                                 f"{self.fast_version!r} (version 1 cannot be run any more)")
 
     def micro_tokens(self, device: str) -> int:
         if self.micro_batch_tokens == "auto":

@@ -22,7 +22,7 @@ class FinetuneEvaluator(Evaluator):
     # MNLI / QQP pairs (results/benchmarks/pair_lengths.txt).
     presets = {"quick": {"learners": [QUICK_MODEL], "fast": True}, "paper": {"max_length": 512}}
     # options added after results existed, at the value that behaves as before: off, finished results keep their identity
-    later_defaults = {"cpu_bf16": False, "fast": False}
+    later_defaults = {"cpu_bf16": False, "fast": False, "fast_version": 0}
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -40,8 +40,13 @@ class FinetuneEvaluator(Evaluator):
 
         if not self.config.get("fast"):
             return {}
-        version = fast_path_version(learner)
+        version = self.recipe.fast_path(fast_path_version(learner))
         return {"fast_path": version} if version > FAST_PATH_UNRECORDED else {}
+
+    def identity(self) -> dict:
+        ident = super().identity()
+        ident["config"].pop("fast_version", None)  # in a run's identity as the version it gives (learner_identity)
+        return ident
 
     def _tokenizer(self, learner: str):
         if learner not in self._tok:

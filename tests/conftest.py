@@ -128,6 +128,25 @@ def tiny_llama(tmp_path_factory):
     return str(d)
 
 
+@pytest.fixture(scope="session")
+def tiny_gemma(tmp_path_factory):
+    """A 2-layer Gemma-3 text model (one key/value head, a sliding window of 6 tokens on its first layer, as
+    gemma-3-270m alternates local and global layers) with the tiny GPT-2's word-level tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    d = tmp_path_factory.mktemp("tiny-gemma")
+    tok = AutoTokenizer.from_pretrained(_save_tiny_gpt(tmp_path_factory.mktemp("tiny-gemma-tok"), n_embd=32, n_head=2))
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=128,
+                           sliding_window=6, layer_types=["sliding_attention", "full_attention"],
+                           bos_token_id=0, eos_token_id=0, pad_token_id=None)
+    Gemma3ForCausalLM(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d)
+
+
 def _fixture_corpus():
     return [" ".join(POS + NEG + FILLER)] * 3 + POS + NEG + FILLER
 

@@ -274,22 +274,27 @@ def test_training_attention_stays_causal_without_padding(tiny_gpt):
 
 
 @pytest.mark.parametrize("row_tokens", [10, 128])
-def test_packed_rows_are_the_padded_math(tiny_bert, row_tokens, monkeypatch):
-    """A BERT learner trains on packed rows (texts end to end, attention within each text, each text's own
-    positions, the head on each text's first token): in float32 without dropout, per-step losses within 1e-5 and final
-    parameters within 2e-5 of padded micro-batches; texts split over several rows, and rows over several forwards.
-    With dropout on (bf16, other masks) it learns as the padded path does."""
+@pytest.mark.parametrize("learner", ["tiny_bert", "tiny_llama", "tiny_gemma"])
+def test_packed_rows_are_the_padded_math(learner, row_tokens, monkeypatch, request):
+    """A BERT learner or a decoder trains on packed rows (texts end to end, attention within each text and causal in
+    a decoder, each text's own positions, the head on each text's first token, a decoder's on its last): in float32
+    without dropout, per-step losses within 1e-5 and final parameters within 2e-5 of padded micro-batches; texts split
+    over several rows, and rows over several forwards. With dropout on (bf16, other masks) it learns as the padded
+    path does."""
     from dilmbench import fastpath
     from dilmbench.fastpath import Packer
+    from dilmbench.finetune import learner_tokenizer
 
+    tiny_bert = request.getfixturevalue(learner)
     monkeypatch.setattr(fastpath, "PACK_ROW_TOKENS", row_tokens)  # 10: several rows a forward, padded to the longest
     forwards = []
     real_forward = Packer.forward
     monkeypatch.setattr(Packer, "forward", lambda self, m, st, rows: forwards.append(len(rows)) or real_forward(
         self, m, st, rows))
-    tok = load_tokenizer(tiny_bert)
+    tok = learner_tokenizer(tiny_bert)
     if not Packer.fits(load_classifier(tiny_bert, 2, 3, "cpu")):
-        pytest.skip("this transformers' BERT does not route attention through AttentionInterface: no packing there")
+        pytest.skip("this transformers' model does not route attention through AttentionInterface: no packing there")
+    assert Packer.kind(load_classifier(tiny_bert, 2, 3, "cpu")) == ("bert" if learner == "tiny_bert" else "decoder")
     for micro in (12, 40):
         recipe = FinetuneRecipe(steps=12, lr=5e-3, micro_batch_tokens=micro, max_batch_size=6)
         padded = no_dropout(load_classifier(tiny_bert, 2, 3, "cpu"))
@@ -329,3 +334,33 @@ def test_packer_rows_respect_the_token_budget():
     assert [r.tolist() for r in Packer(P, 3, 24, "cpu").rows(np.arange(5))][0] == [1]  # a longer text rides alone
     # forwards of at most 24 padded tokens: rows of 9, 12, 5 tokens -> [9, 12] would pad to 2 x 12 = 24, then [5]
     assert [[r.tolist() for r in b] for b in packer.batches(np.arange(5))] == [[[1], [3, 0]], [[2, 4]]]
+
+
+def test_version_2_can_be_pinned_for_a_folder_made_at_it(tiny_llama, monkeypatch):
+    """fast_version 2 runs a decoder as version 2 did (no packing, sdpa while training without attention dropout) and
+    gives its runs version 2's identity (none recorded), so a folder made then declares and reproduces its runs; the
+    newest is the default; a version that cannot be run is a one-line error."""
+    from dilmbench import fastpath
+    from dilmbench.errors import DilmbenchError
+    from dilmbench.registry import EVALUATORS
+
+    finetune = EVALUATORS.get("finetune")
+    assert finetune.for_preset("quick", fast_version=2).learner_identity(tiny_llama) == {}
+    assert finetune.for_preset("quick", fast_version=3).learner_identity(tiny_llama) == {"fast_path": 3}
+    assert "fast_version" not in finetune.for_preset("quick", fast_version=2).identity()["config"]
+    with pytest.raises(DilmbenchError, match="fast_version must be"):
+        finetune.for_preset("quick", fast_version=1)
+    sdpa_calls, packed = [], []
+    real_sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: sdpa_calls.append(1) or real_sdpa(*a, **k))
+    real_forward = fastpath.Packer.forward
+    monkeypatch.setattr(fastpath.Packer, "forward", lambda self, *a: packed.append(1) or real_forward(self, *a))
+    tok = load_tokenizer(tiny_llama)
+    tok.pad_token = tok.eos_token
+    for version, uses_sdpa in ((2, True), (0, False)):
+        sdpa_calls.clear()
+        packed.clear()
+        recipe = FinetuneRecipe(steps=2, fast=True, fast_version=version)
+        train_classifier(load_classifier(tiny_llama, 2, 0, "cpu"), tok, TEXTS, LABELS, recipe, 0, "cpu")
+        assert bool(sdpa_calls) is uses_sdpa and bool(packed) is not uses_sdpa, version

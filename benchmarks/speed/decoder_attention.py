@@ -1,14 +1,18 @@
-"""A decoder learner's training step on the fast path: attention through torch's sdpa (fast-path version 2) against
-the eager attention's matmuls (version 3), interleaved in one process, beside the attention alone.
+"""A decoder learner's training step on the fast path: fast-path version 2 (attention through torch's sdpa, padded
+micro-batches) against version 3 (the eager attention's matmuls, texts packed into rows), and the step between
+them (eager attention, padded), interleaved in one process, beside the attention alone.
 
 Why: a SmolLM2-135M-Instruct step (DPC 5, 10 texts) spent a fifth of its time in sdpa's backward on this CPU; its
 fused kernel is made for long sequences, and a step's are 10-60 tokens.
 
-Ways, each timed per step after warm-up steps, in turn (A B A B ...) so that a drift of the machine's speed falls on
-both:
-  sdpa   version 2: a model without attention dropout (Llama, Gemma) trained through torch's scaled_dot_product_attention
-  eager  version 3: q k^T, the mask, a float32 softmax, probs v, as torch ops (what the fast path already did for a
-         model with attention dropout)
+Ways, each timed per step after warm-up steps, in turn (A B C A B C ...) so that a drift of the machine's speed falls
+on all:
+  sdpa    version 2: a model without attention dropout (Llama, Gemma) trained through torch's
+          scaled_dot_product_attention, on length-sorted padded micro-batches of at most 512 tokens
+  eager   q k^T, the mask, a float32 softmax, probs v, as torch ops (what the fast path already did for a model with
+          attention dropout), the same padded micro-batches
+  packed  version 3: eager attention, the step's texts end to end in rows of 64 tokens (fastpath.Packer), forwards of
+          at most 1,024 tokens
 
 Usage: HF_HUB_OFFLINE=1 DILMBENCH_DATA_DIR=... python benchmarks/speed/decoder_attention.py [--threads 1] [--dpc 5,20]
 Output committed: results/benchmarks/decoder_attention.txt
@@ -65,7 +69,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--pairs", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--dpc", default="5,20")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -80,7 +84,7 @@ def main():
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs; learner {args.learner} "
           f"({cfg.num_hidden_layers} layers, {cfg.num_attention_heads} heads, {cfg.num_key_value_heads} kv heads, "
-          f"head dim {head_dim}); per step: {args.steps} timed steps after {args.warmup}, {args.pairs} pairs in turn")
+          f"head dim {head_dim}); per step: {args.steps} timed steps after {args.warmup}, {args.rounds} rounds in turn")
     print("\none layer's attention, forward + backward, bf16, causal mask (ms):")
     for b, n in ((10, 38), (40, 40), (64, 60)):
         t = attention_alone((b, cfg.num_attention_heads, n, head_dim), cfg.num_key_value_heads)
@@ -90,7 +94,7 @@ def main():
     train = load_split(TASKS["sst2"], "train", "embedded")
     tok = ft.learner_tokenizer(args.learner)
     new = fp._attention_with_stream
-    ways = {"sdpa": sdpa_in_training(new), "eager": new}
+    ways = {"sdpa": (sdpa_in_training(new), False), "eager": (new, False), "packed": (new, True)}
     first = [(train[0]["sentence"],), (train[1]["sentence"],)]
     ft.train_classifier(ft.load_classifier(args.learner, 2, 0, "cpu"), tok, first, [0, 1],
                         ft.FinetuneRecipe(steps=1, fast=True), 0, "cpu")  # once-per-process compiling, out of the timings
@@ -103,14 +107,14 @@ def main():
         print(f"\nDPC {dpc}: batch {len(texts)}, {tokens} tokens; ms per training step (fast path, bf16)")
         times = {w: [] for w in ways}
         losses = {}
-        for _ in range(args.pairs):
-            for way, fn in ways.items():
+        for _ in range(args.rounds):
+            for way, (fn, pack) in ways.items():
                 fp._attention_with_stream = fn
 
-                def run(steps):
+                def run(steps, pack=pack):
                     recipe = ft.FinetuneRecipe(steps=steps, fast=True)
-                    return ft.train_classifier(ft.load_classifier(args.learner, 2, 0, "cpu"), tok, texts, labels,
-                                               recipe, 0, "cpu")
+                    return fp.train_classifier_fast(ft.load_classifier(args.learner, 2, 0, "cpu"), tok, texts, labels,
+                                                    recipe, 0, "cpu", pack=pack)
                 try:
                     t = time.perf_counter()
                     run(args.warmup)
@@ -123,11 +127,13 @@ def main():
         for way in ways:
             print(f"  {way:<6} " + "  ".join(f"{x * 1e3:6.0f}" for x in times[way])
                   + f"   median {np.median(times[way]) * 1e3:6.0f}")
-        print(f"  sdpa / eager, pair by pair: "
-              + "  ".join(f"{a / b:.2f}x" for a, b in zip(times["sdpa"], times["eager"])))
-        diff = np.abs(np.asarray(losses["sdpa"]) - np.asarray(losses["eager"]))
-        print(f"  per-step losses of the last pair (same seed, {len(diff)} steps): largest difference {diff.max():.4f} "
-              f"(bf16 rounding of two ways of the same attention)")
+        for way in ("eager", "packed"):
+            print(f"  sdpa / {way}, round by round: "
+                  + "  ".join(f"{a / b:.2f}x" for a, b in zip(times["sdpa"], times[way])))
+        for way in ("eager", "packed"):
+            diff = np.abs(np.asarray(losses["sdpa"]) - np.asarray(losses[way]))
+            print(f"  per-step losses, {way} against sdpa (same seed, {len(diff)} steps of the last round): largest "
+                  f"difference {diff.max():.4f}")
 
 
 if __name__ == "__main__":

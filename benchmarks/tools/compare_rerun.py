@@ -33,3 +33,14 @@ if __name__ == "__main__":
         if c["verdict"] != "identical":
             print(f"  {rel}: {100 * old.score:.2f} -> {100 * new.score:.2f} ({c['diff']:+.2f}) {c['verdict']}"
                   + (f": {c['why']}" if c["why"] else ""))
+    diffs = [c["diff"] for *_, c in rows if c["diff"] is not None]
+    if len(diffs) > 1:
+        import numpy as np
+
+        train = [(o.raw.get("timing_s", {}).get("train"), n.raw.get("timing_s", {}).get("train")) for _, o, n, _ in rows]
+        train = [(a, b) for a, b in train if a and b]
+        print(f"paired difference (rerun - folder): mean {np.mean(diffs):+.2f}, std {np.std(diffs):.2f} points (ddof 0), "
+              f"n = {len(diffs)}; same set in {sum(c.get('same_set', False) for *_, c in rows)} of {len(rows)}")
+        if train:
+            print(f"training seconds a run, median: folder {np.median([a for a, _ in train]):.0f}, rerun "
+                  f"{np.median([b for _, b in train]):.0f} (as each record says; the machine's load may differ)")
