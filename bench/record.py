@@ -30,8 +30,9 @@ def runs_dir(split: str) -> str:
 def run_relpath(split: str, task: str, method: str, evaluator: str, learner: str, dpc: int, set_index: int,
                 init: int) -> Path:
     """Where a run's record lives, relative to its results folder."""
-    return (Path(runs_dir(split)) / task / slug(method) / evaluator / slug(learner) / f"dpc{dpc}"
-            / f"set{set_index:02d}-init{init}.json")
+    # one string, one Path: a grid plans thousands of these (a Path joined part by part cost 0.4 s of a paper dry run)
+    return Path(f"{runs_dir(split)}/{task}/{slug(method)}/{evaluator}/{slug(learner)}/dpc{dpc}/"
+                f"set{set_index:02d}-init{init}.json")
 
 
 def set_relpath(task: str, method: str, dpc: int, set_index: int) -> Path:

@@ -247,6 +247,10 @@ class TaskData:
         texts and labels, and whether the train and evaluation splits are complete (the task's ``full_rows``) or a
         subset. Two results with different fingerprints were made on different data."""
         if "fingerprint" not in self._columns:
+            cached = self._cached_fingerprint()
+            if cached is not None:
+                self._columns["fingerprint"] = cached
+                return cached
             fp = {}
             for split in ("pool", "dev", "eval"):
                 h = hashlib.sha256(texts_fingerprint(self.texts(split)).encode())
@@ -263,7 +267,37 @@ class TaskData:
                 fp["complete"] = None  # a task without known full sizes
             fp["id"] = hashlib.sha256("|".join(fp[s]["sha256"] for s in ("pool", "dev", "eval")).encode()).hexdigest()[:12]
             self._columns["fingerprint"] = fp
+            self._cached_fingerprint(fp)
         return self._columns["fingerprint"]
+
+    def _cached_fingerprint(self, write: dict | None = None) -> dict | None:
+        """The fingerprint kept in the cache under datasets' own fingerprints of the three splits (which follow the
+        files they were read from and the rows selected; datasets reuses its Arrow cache on the same ones, so a
+        fingerprint read back is exactly as fresh as the rows it would be computed from). Hashing every text of the
+        pool took 0.3 s of each task's planning. None where the splits carry no datasets fingerprint."""
+        import json
+
+        from .cache import cache_root
+
+        keys = [getattr(getattr(self, split), "_fingerprint", None) for split in ("pool", "dev", "eval")]
+        if not all(isinstance(k, str) and k for k in keys):
+            return None
+        path = cache_root() / "data-fingerprints" / f"{self.task.name}-{'-'.join(keys)}.json"
+        if write is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.partial")
+                tmp.write_text(json.dumps(write))
+                os.replace(tmp, path)
+            except OSError:
+                pass
+            return write
+        try:
+            fp = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(fp, dict) and all(fp.get(s, {}).get("rows") == len(getattr(self, s)) for s in ("pool", "dev", "eval"))
+        return fp if ok and isinstance(fp.get("id"), str) else None
 
     def provenance(self) -> dict:
         return {"source": self.source, "hub_id": self.task.hub_id, "hub_config": self.task.hub_config,
@@ -272,16 +306,53 @@ class TaskData:
 
 
 def carve_dev(labels: np.ndarray, dev_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified split of train indices into (pool, dev); deterministic for a seed."""
-    from sklearn.model_selection import train_test_split
-
+    """Stratified split of train indices into (pool, dev); deterministic for a seed: scikit-learn's
+    train_test_split. Its dev rows are kept in the cache under the labels' hash, the size, the seed and scikit-learn's
+    version, so planning a grid (a dry run) does not import scikit-learn again (0.7 s) for a split it has made."""
     idx = np.arange(len(labels))
     if dev_size <= 0:
         return idx, idx[:0]
     if dev_size >= len(labels):
         raise DilmbenchError(f"dev_size {dev_size} must be smaller than the train split ({len(labels)} rows)")
-    pool, dev = train_test_split(idx, test_size=dev_size, stratify=labels, random_state=seed)
-    return np.sort(pool), np.sort(dev)
+    path = _carved_path(labels, dev_size, seed)
+    dev = None
+    if path is not None and path.is_file():
+        try:
+            dev = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            dev = None
+        if dev is not None and not (dev.ndim == 1 and len(dev) == dev_size and dev.dtype.kind == "i"
+                                    and (len(dev) == 0 or (dev.min() >= 0 and dev.max() < len(labels)))):
+            dev = None  # not a split of these labels: made again
+    if dev is None:
+        from sklearn.model_selection import train_test_split
+
+        _, dev = train_test_split(idx, test_size=dev_size, stratify=labels, random_state=seed)
+        dev = np.sort(dev).astype(np.int64)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
+                np.save(tmp, dev, allow_pickle=False)
+                os.replace(tmp, path)
+            except OSError:  # a read-only cache: the split is made each time, as before
+                pass
+    keep = np.ones(len(labels), dtype=bool)
+    keep[dev] = False
+    return idx[keep], dev
+
+
+def _carved_path(labels: np.ndarray, dev_size: int, seed: int):
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .cache import cache_root
+
+    try:
+        sk = version("scikit-learn")
+    except PackageNotFoundError:
+        return None
+    key = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()[:16]
+    return cache_root() / "dev-splits" / f"{key}-n{len(labels)}-dev{dev_size}-seed{seed}-sklearn{sk}.npy"
 
 
 def load_task_data(task: Task, source: str | None = None, dev_size: int = 2000, dev_seed: int = 0) -> TaskData:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,51 @@ def test_dev_split_is_stratified_disjoint_and_deterministic():
     pool2, dev2 = carve_dev(labels, 100, seed=0)
     assert (dev == dev2).all()
     assert not (dev == carve_dev(labels, 100, seed=1)[1]).all()
+
+
+def test_a_dev_split_made_once_is_read_back_as_scikit_learn_makes_it(monkeypatch):
+    """The carved dev rows are kept in the cache (planning then imports no scikit-learn): read back, they are
+    train_test_split's; other labels, size or seed make their own; a damaged cache file is made again."""
+    import sklearn.model_selection as ms
+
+    from dilmbench import tasks
+
+    labels = np.random.default_rng(0).integers(0, 3, 900)
+    pool, dev = carve_dev(labels, 90, seed=4)
+    want_pool, want_dev = ms.train_test_split(np.arange(900), test_size=90, stratify=labels, random_state=4)
+    assert (pool == np.sort(want_pool)).all() and (dev == np.sort(want_dev)).all()
+    with monkeypatch.context() as m:
+        m.setattr(ms, "train_test_split", lambda *a, **k: (_ for _ in ()).throw(AssertionError("split again")))
+        again = carve_dev(labels, 90, seed=4)
+        assert (again[0] == pool).all() and (again[1] == dev).all()
+        with pytest.raises(AssertionError, match="split again"):  # another seed is another split
+            carve_dev(labels, 90, seed=5)
+    path = tasks._carved_path(labels, 90, 4)
+    path.write_bytes(b"not an array")
+    assert (carve_dev(labels, 90, seed=4)[1] == dev).all()
+
+
+def test_a_cached_data_fingerprint_follows_the_files(tmp_path):
+    """The data fingerprint kept in the cache is read back for the same files and made again when a file changes."""
+    import os
+    import time
+
+    import pandas as pd
+
+    rows = pd.DataFrame({"sentence": [f"text {i}" for i in range(60)], "label": [i % 2 for i in range(60)],
+                         "idx": range(60)})
+    (tmp_path / "sst2").mkdir()
+    for split in ("train", "validation"):
+        rows.to_parquet(tmp_path / "sst2" / f"{split}-00000-of-00001.parquet")
+    first = load_task_data(TASKS["sst2"], str(tmp_path), dev_size=6).fingerprint()
+    assert load_task_data(TASKS["sst2"], str(tmp_path), dev_size=6).fingerprint() == first
+    cached = list((Path(os.environ["DILMBENCH_CACHE"]) / "data-fingerprints").glob("sst2-*.json"))
+    assert len(cached) == 1
+    time.sleep(1.1)  # a new modification time
+    rows.loc[5, "sentence"] = "another text"
+    rows.to_parquet(tmp_path / "sst2" / "train-00000-of-00001.parquet")
+    changed = load_task_data(TASKS["sst2"], str(tmp_path), dev_size=6).fingerprint()
+    assert changed["id"] != first["id"]
 
 
 def test_local_dir_pairs_stay_pairs(glue_dir):
