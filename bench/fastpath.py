@@ -115,9 +115,9 @@ def _attention_with_stream(module, query, key, value, attention_mask, scaling=No
     eager attention's math, softmax(q k^T * scaling + mask) v with the softmax in float32, and the probabilities'
     dropout mask (dropout > 0) from the model's DropoutStream; otherwise (evaluation) sdpa as the model would run it.
 
-    Training without attention dropout (the decoders: Llama, Gemma) took sdpa too until fast-path version 3
-    (:data:`ATTENTION_EAGER_SINCE`): torch's CPU sdpa backward on a step's small shapes (10 texts x 9 heads x 38
-    tokens) took 8 ms a layer where these matmuls take 1.5 (benchmarks/speed/decoder_attention.py)."""
+    Training without attention dropout (the decoders: Llama, Gemma) took sdpa too until fast-path version 3: torch's
+    CPU sdpa forward + backward on a step's small shapes (10 texts x 9 heads x 38 tokens) took 10 ms a layer where
+    these matmuls take 1.4 (results/benchmarks/decoder_attention.txt)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     stream = getattr(module, "_dilmbench_stream", None)
@@ -532,7 +532,7 @@ class Padder:
 
 class Packer:
     """A step's texts packed end to end into rows, for a BERT-family classifier or a Llama / Gemma-3 decoder
-    (``Packer.kind``): each text keeps its own positions (0..len-1) and segment ids, attention stays within its text
+    (``Packer.kind_of``): each text keeps its own positions (0..len-1) and segment ids, attention stays within its text
     (the stream's ``segments``, read by the suite's attention function; a decoder's stays causal too), and the head
     reads each text where the model's own would: a BERT's pooler and head its first token, a decoder's score its last
     token that is not the pad token. In float32 it is the padded forward's math (tests/test_fastpath.py).
@@ -541,8 +541,8 @@ class Packer:
     together, at most ``batch_tokens`` padded tokens a forward. A padded batch of SST-2 texts is 1.5-2x its real
     tokens; short rows keep attention's per-row square (and its dropout masks) small."""
 
-    def __init__(self, padder: "Padder", row_tokens: int, batch_tokens: int, device):
-        self.padder, self.device = padder, device
+    def __init__(self, padder: "Padder", row_tokens: int, batch_tokens: int, device, kind: str = "bert"):
+        self.padder, self.device, self.kind = padder, device, kind  # kind: Packer.kind_of(model) of the model it feeds
         self.row_tokens, self.batch_tokens = max(1, int(row_tokens)), max(1, int(batch_tokens))
 
     # decoders whose sequence classifier is base model + a linear ``score`` read at each text's last token, with
@@ -550,7 +550,7 @@ class Packer:
     DECODERS = ("llama", "gemma3_text")
 
     @staticmethod
-    def kind(model) -> str | None:
+    def kind_of(model) -> str | None:
         """"bert" or "decoder" where this model's texts can be packed, else None."""
         if not _interface_attention(model):
             return None
@@ -567,7 +567,7 @@ class Packer:
 
     @staticmethod
     def fits(model) -> bool:
-        return Packer.kind(model) is not None
+        return Packer.kind_of(model) is not None
 
     def rows(self, idx) -> list[np.ndarray]:
         lengths = self.padder.lengths
@@ -608,7 +608,7 @@ class Packer:
         types = np.zeros(shape, dtype=np.int64)
         positions = np.zeros(shape, dtype=np.int64)
         segments = np.full(shape, -1, dtype=np.int64)
-        decoder = Packer.kind(model) == "decoder"
+        decoder = self.kind == "decoder"
         read_row, read_col = [], []  # where the head reads each text: its first token (BERT), its last (a decoder)
         for r, (row, ns) in enumerate(zip(rows, lens)):
             at = 0
@@ -663,13 +663,14 @@ def train_classifier_fast(model, tokenizer, texts, labels, recipe, seed: int, de
     torch.manual_seed(seed)  # only what the stream cannot reach draws from torch's generator (see use_stream_dropout)
     stream = DropoutStream(seed)
     swapped = use_stream_dropout(model, stream)
-    decoder_v2 = recipe.fast_version == 2 and Packer.kind(model) == "decoder"
     stream.sdpa_v2 = recipe.fast_version == 2  # as version 2 ran a model without attention dropout
+    kind = Packer.kind_of(model)
     # packed rows where the recipe micro-batches (a CPU's default); one padded batch per step (micro_batch_tokens 0:
-    # CUDA's default, and what the batched path trains each run with) stays one padded batch
-    packer = (Packer(padder, PACK_ROW_TOKENS, pack_batch_tokens(recipe, device), device)
+    # CUDA's default, and what the batched path trains each run with) stays one padded batch; version 2 packed no
+    # decoder
+    packer = (Packer(padder, PACK_ROW_TOKENS, pack_batch_tokens(recipe, device), device, kind)
               if pack and recipe.micro_tokens(device) > 0 and swapped["attention_dropout_from_stream"]
-              and Packer.fits(model) and not decoder_v2 else None)
+              and kind is not None and not (kind == "decoder" and recipe.fast_version == 2) else None)
     opt = MasterAdamW(model, recipe, recipe.steps, dtype, embedding=compact.emb.weight if compact.active else None)
     model.train()
     n = len(feats)

@@ -284,13 +284,7 @@ class TaskData:
             return None
         path = cache_root() / "data-fingerprints" / f"{self.task.name}-{'-'.join(keys)}.json"
         if write is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.stem}.{os.getpid()}.partial")
-                tmp.write_text(json.dumps(write))
-                os.replace(tmp, path)
-            except OSError:
-                pass
+            _write_cache(path, json.dumps(write))
             return write
         try:
             fp = json.loads(path.read_text())
@@ -314,11 +308,13 @@ def carve_dev(labels: np.ndarray, dev_size: int, seed: int) -> tuple[np.ndarray,
         return idx, idx[:0]
     if dev_size >= len(labels):
         raise DilmbenchError(f"dev_size {dev_size} must be smaller than the train split ({len(labels)} rows)")
+    import json
+
     path = _carved_path(labels, dev_size, seed)
     dev = None
     if path is not None and path.is_file():
         try:
-            dev = np.load(path, allow_pickle=False)
+            dev = np.asarray(json.loads(path.read_text()))
         except (OSError, ValueError):
             dev = None
         if dev is not None and not (dev.ndim == 1 and len(dev) == dev_size and dev.dtype.kind == "i"
@@ -328,15 +324,10 @@ def carve_dev(labels: np.ndarray, dev_size: int, seed: int) -> tuple[np.ndarray,
         from sklearn.model_selection import train_test_split
 
         _, dev = train_test_split(idx, test_size=dev_size, stratify=labels, random_state=seed)
-        dev = np.sort(dev).astype(np.int64)
+        dev = np.sort(dev)
         if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
-                np.save(tmp, dev, allow_pickle=False)
-                os.replace(tmp, path)
-            except OSError:  # a read-only cache: the split is made each time, as before
-                pass
+            _write_cache(path, json.dumps(dev.tolist()))
+    dev = dev.astype(np.int64)
     keep = np.ones(len(labels), dtype=bool)
     keep[dev] = False
     return idx[keep], dev
@@ -352,7 +343,18 @@ def _carved_path(labels: np.ndarray, dev_size: int, seed: int):
     except PackageNotFoundError:
         return None
     key = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()[:16]
-    return cache_root() / "dev-splits" / f"{key}-n{len(labels)}-dev{dev_size}-seed{seed}-sklearn{sk}.npy"
+    return cache_root() / "dev-splits" / f"{key}-n{len(labels)}-dev{dev_size}-seed{seed}-sklearn{sk}.json"
+
+
+def _write_cache(path, text: str) -> None:
+    """A cache file written whole or not at all; a cache that cannot be written (read-only) is left as it is: what it
+    would hold is made again next time, as before it existed."""
+    from .cache import atomic_write_text
+
+    try:
+        atomic_write_text(path, text)
+    except OSError:
+        pass
 
 
 def load_task_data(task: Task, source: str | None = None, dev_size: int = 2000, dev_seed: int = 0) -> TaskData:

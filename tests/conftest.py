@@ -109,17 +109,14 @@ def _save_tiny_gpt(d, n_embd: int, n_head: int, n_positions: int = 512) -> str:
 
 
 @pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory):
+def tiny_llama(tmp_path_factory, tiny_gpt):
     """A 2-layer Llama (grouped-query attention: 4 heads over 2 key/value heads, no attention dropout, as SmolLM2's
     family) with the tiny GPT-2's word-level tokenizer, saved like a hub model."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     d = tmp_path_factory.mktemp("tiny-llama")
-    gpt = _save_tiny_gpt(tmp_path_factory.mktemp("tiny-llama-tok"), n_embd=32, n_head=2)
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(gpt)
+    tok = AutoTokenizer.from_pretrained(tiny_gpt)
     torch.manual_seed(0)
     LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
@@ -129,14 +126,14 @@ def tiny_llama(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_gemma(tmp_path_factory):
+def tiny_gemma(tmp_path_factory, tiny_gpt):
     """A 2-layer Gemma-3 text model (one key/value head, a sliding window of 6 tokens on its first layer, as
     gemma-3-270m alternates local and global layers) with the tiny GPT-2's word-level tokenizer."""
     import torch
     from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
 
     d = tmp_path_factory.mktemp("tiny-gemma")
-    tok = AutoTokenizer.from_pretrained(_save_tiny_gpt(tmp_path_factory.mktemp("tiny-gemma-tok"), n_embd=32, n_head=2))
+    tok = AutoTokenizer.from_pretrained(tiny_gpt)
     torch.manual_seed(0)
     cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                            num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=128,

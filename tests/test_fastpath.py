@@ -299,7 +299,7 @@ def test_packed_rows_are_the_padded_math(learner, row_tokens, monkeypatch, reque
     tok = learner_tokenizer(tiny_bert)
     if not Packer.fits(load_classifier(tiny_bert, 2, 3, "cpu")):
         pytest.skip("this transformers' model does not route attention through AttentionInterface: no packing there")
-    assert Packer.kind(load_classifier(tiny_bert, 2, 3, "cpu")) == ("bert" if learner == "tiny_bert" else "decoder")
+    assert Packer.kind_of(load_classifier(tiny_bert, 2, 3, "cpu")) == ("bert" if learner == "tiny_bert" else "decoder")
     for micro in (12, 40):
         recipe = FinetuneRecipe(steps=12, lr=5e-3, micro_batch_tokens=micro, max_batch_size=6)
         padded = no_dropout(load_classifier(tiny_bert, 2, 3, "cpu"))
