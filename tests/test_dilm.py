@@ -81,7 +81,8 @@ def test_head_gradient_equals_full_autograd_and_so_does_the_generators(tiny_gpt,
 def test_both_stages_end_to_end_give_valid_sets(task, glue_dir, tiny_gpt, tiny_bert, tmp_path):
     ctx = ctx_for(task, glue_dir, tiny_bert, tmp_path)
     # enough LM training for the tiny generator to learn the format (a pair needs its separator)
-    lm = dict(lm_steps=40, lm_lr=5e-3, max_new_tokens=16)
+    # (the pair task with packed generator losses, so both stages run packed once end to end)
+    lm = dict(lm_steps=40, lm_lr=5e-3, max_new_tokens=16, lm_pack=task == "mnli")
     m = METHODS.get("dilm")(**tiny_config(tiny_gpt, tiny_bert, **lm))
     ts = m.make_set(ctx, dpc=2, seed=3, set_index=0)
     n = TASKS[task].num_labels
@@ -343,7 +344,8 @@ def test_paper_preset_matches_the_reference_settings():
 
     differ = {k: (PAPER[k], ref) for k, (ref, _) in REFERENCE.items() if PAPER[k] != ref}
     assert not differ, f"paper preset differs from the reference: {differ}"
-    suite_only = {"gm", "ckpt_every", "lm_micro_batch_tokens", "select_backend", "cpu_bf16"}  # (CPU only: the reference runs on CUDA)
+    # (cpu_bf16: CPU only, the reference runs on CUDA; lm_pack: the padded losses' math, without the padding)
+    suite_only = {"gm", "ckpt_every", "lm_micro_batch_tokens", "select_backend", "cpu_bf16", "lm_pack"}
     assert set(PAPER) == set(REFERENCE) | set(DEVIATIONS) | suite_only
     # generation length per task: the reference's total length less the class token
     assert [max_new_tokens(PAPER, TASKS[t]) for t in ("sst2", "qqp", "mnli")] == [67, 312, 420]
@@ -476,3 +478,73 @@ def test_cpu_bf16_puts_every_stage_under_autocast_and_off_changes_nothing(glue_d
     off_gen.model.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     off_gen.sample(0, 2, 1, 0, 0.95, 0, 4, 4, "cpu")
     assert set(seen) == {torch.float32}
+
+
+@pytest.mark.parametrize("arch", ["tiny_gpt", "tiny_llama"])
+@pytest.mark.parametrize("bos_prefix,loss_norm", [(False, "reference"), (True, "reference"), (True, "mean")])
+def test_packed_losses_are_the_padded_losses_and_gradients(arch, bos_prefix, loss_norm, request):
+    """lm_pack: sequences end to end in rows, own positions, the output embedding only where a token is predicted; in
+    float32 the padded batch's per-example losses and generator gradients, however the rows are cut."""
+    from dilmbench.methods.dilm import Generator
+
+    gen = Generator.from_pretrained(request.getfixturevalue(arch), num_labels=2, loss_norm=loss_norm,
+                                    bos_prefix=bos_prefix)
+    gen.model.eval()  # no dropout: its masks depend on the batch's shape
+    texts = ["good", "the movie was a fun and warm story", "it was dull and flat and boring and weak", "fine",
+             "a great cast in a slow plot", "x"]
+    seqs = [gen.encode_example((t,), i % 2, None) for i, t in enumerate(texts)]
+    padded = gen.example_losses(seqs, "cpu")
+    w = torch.linspace(0.5, 2.0, len(seqs))
+    gen.model.zero_grad(set_to_none=True)
+    (padded * w).sum().backward()
+    ref_grads = [p.grad.clone() for p in gen.model.parameters()]
+    assert gen.can_pack()
+    for row_tokens in (256, 12, 1):  # one row, several rows, one sequence a row
+        packed = gen.packed_example_losses(seqs, "cpu", row_tokens=row_tokens)
+        torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-6)
+        gen.model.zero_grad(set_to_none=True)
+        (packed * w).sum().backward()
+        for p, ref in zip(gen.model.parameters(), ref_grads):
+            torch.testing.assert_close(p.grad, ref, rtol=1e-4, atol=1e-6)
+    # a packed row whose texts could see each other would change the later texts' losses: the mask is what keeps them
+    # apart (positions alone do not)
+    gen.model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        many = gen.packed_example_losses(seqs, "cpu", row_tokens=256)
+        alone = torch.cat([gen.packed_example_losses([s], "cpu", gen_padded(seqs)) for s in seqs])
+    torch.testing.assert_close(many, alone, rtol=1e-5, atol=1e-6)
+
+
+def gen_padded(seqs):
+    from dilmbench.methods.dilm.generator import reference_padded_length
+
+    return reference_padded_length([len(s) for s in seqs])
+
+
+def test_lm_pack_trains_the_same_generator_and_restores_its_attention(glue_dir, tiny_gpt, tiny_bert, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    no_drop = tmp_path / "tiny-gpt-no-dropout"
+    AutoModelForCausalLM.from_pretrained(tiny_gpt, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0).save_pretrained(no_drop)
+    AutoTokenizer.from_pretrained(tiny_gpt).save_pretrained(no_drop)
+    ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
+    gens = []
+    for pack in (False, True):
+        m = METHODS.get("dilm_vanilla")(**tiny_config(str(no_drop), tiny_bert, lm_steps=3, lm_pack=pack))
+        gens.append(m.train_lm(ctx, tmp_path / f"lm-{pack}"))
+    assert gens[1].packs() and not gens[0].packs()
+    assert gens[1].model.config._attn_implementation == gens[0].model.config._attn_implementation != "eager"
+    for a, b in zip(gens[0].model.parameters(), gens[1].model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_lm_pack_off_keeps_the_identity_generators_and_sets_had(glue_dir, tiny_gpt, tiny_bert, tmp_path):
+    ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
+    dilm = METHODS.get("dilm")
+    old = dilm(**tiny_config(tiny_gpt, tiny_bert))
+    off = dilm(**tiny_config(tiny_gpt, tiny_bert, lm_pack=False))
+    on = dilm(**tiny_config(tiny_gpt, tiny_bert, lm_pack=True))
+    assert old.identity() == off.identity() != on.identity()
+    assert old.stage_dirs(ctx) == off.stage_dirs(ctx)
+    assert on.stage_dirs(ctx)[0] != off.stage_dirs(ctx)[0]  # a new generator: packing changes bf16 rounding
+    assert dilm.for_preset("quick").config["lm_pack"] is True and dilm().config["lm_pack"] is False

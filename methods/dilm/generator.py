@@ -15,6 +15,7 @@ from dilmbench.errors import DilmbenchError
 
 CLASS_INITS = ("eos", "label_words")
 LOSS_NORMS = ("reference", "mean")
+PACK_ROW_TOKENS = 256  # a packed row's tokens (packed_example_losses)
 PAD_MULTIPLE = 8  # the reference's DataCollatorForLanguageModeling(pad_to_multiple_of=8)
 
 
@@ -52,6 +53,7 @@ class Generator:
         self.pad_id = tokenizer.pad_token_id
         # the precision of inference passes (sampling, class likelihoods): device -> a context (the method sets it)
         self.amp = lambda device: nullcontext()
+        self.pack = False  # losses on packed rows where the model can be packed (the method's lm_pack)
 
     @property
     def new_token_ids(self) -> list[int]:
@@ -166,6 +168,79 @@ class Generator:
             return summed / tmask.sum(1)
         return summed / ((padded_length or reference_padded_length([len(s) for s in seqs])) - 1)
 
+    # decoders whose causal LM is base model + output embedding, and whose base model builds the block-diagonal causal
+    # mask of packed texts itself from position_ids that restart at 0 (transformers' masking_utils, >= 4.56); tested
+    # equal to the padded losses in float32 (tests/test_dilm.py)
+    PACKABLE = ("llama", "gpt2")
+
+    def can_pack(self) -> bool:
+        return getattr(self.model.config, "model_type", None) in self.PACKABLE
+
+    def packs(self) -> bool:
+        return self.pack and self.can_pack()
+
+    def training_attention(self) -> "_Attention":
+        """While a packed generator trains, eager attention (its mask the packed rows' block-diagonal causal one): on
+        a CPU, torch's sdpa forward + backward at these small shapes is several times slower than the eager math
+        (results/benchmarks/decoder_attention.txt); a packed step 1.3 s against 1.5 s with sdpa
+        (results/benchmarks/dilm_lm_step.txt). ``.restore()`` sets back what the model had."""
+        return _Attention(self.model, "eager" if self.packs() else None)
+
+    def losses(self, seqs: list[list[int]], device, padded_length: int | None = None, pack: bool | None = None):
+        """example_losses, or packed_example_losses where ``pack`` (default: the generator's own) is on and the model
+        can be packed."""
+        if (self.pack if pack is None else pack) and self.can_pack():
+            return self.packed_example_losses(seqs, device, padded_length)
+        return self.example_losses(seqs, device, padded_length)
+
+    def packed_example_losses(self, seqs: list[list[int]], device, padded_length: int | None = None,
+                              row_tokens: int = PACK_ROW_TOKENS):
+        """example_losses' numbers without the padding's compute: the sequences go end to end into rows of at most
+        ``row_tokens`` tokens (longest first; a longer one alone), each with its own positions from 0, so that the
+        base model's attention stays causal and within each sequence; the output embedding (a tenth to a fifth of a
+        small LM's FLOPs) runs only at the positions whose next token is predicted. Normalised as example_losses
+        normalises (the padded batch's length under ``loss_norm="reference"``)."""
+        import torch
+        import torch.nn.functional as F
+
+        lens = [len(s) for s in seqs]
+        order = sorted(range(len(seqs)), key=lambda i: -lens[i])
+        rows, cur, used = [], [], 0
+        for i in order:
+            if cur and used + lens[i] > row_tokens:
+                rows.append(cur)
+                cur, used = [], 0
+            cur.append(i)
+            used += lens[i]
+        rows.append(cur)
+        width = max(sum(lens[i] for i in r) for r in rows)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        pos = np.zeros((len(rows), width), dtype=np.int64)
+        at_r, at_c, tgt, owner = [], [], [], []
+        skip = len(self.prefix)  # the class token is given, not predicted
+        for r, row in enumerate(rows):
+            at = 0
+            for i in row:
+                n = lens[i]
+                ids[r, at:at + n] = seqs[i]
+                pos[r, at:at + n] = np.arange(n)
+                p = np.arange(skip, n - 1)
+                at_r.extend([r] * len(p))
+                at_c.extend(at + p)
+                tgt.extend(seqs[i][skip + 1:n])
+                owner.extend([i] * len(p))
+                at += n
+            pos[r, at:] = np.arange(width - at)  # the row's padding: a sequence of its own, never read
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)  # noqa: E731
+        hidden = self.model.base_model(input_ids=t(ids), position_ids=t(pos), use_cache=False).last_hidden_state
+        logits = self.model.get_output_embeddings()(hidden[t(at_r), t(at_c)]).float()
+        ce = F.cross_entropy(logits, t(tgt), reduction="none")
+        summed = torch.zeros(len(seqs), dtype=ce.dtype, device=ce.device).index_add(0, t(owner), ce)
+        if self.loss_norm == "mean":
+            counts = np.bincount(np.asarray(owner, dtype=np.int64), minlength=len(seqs))
+            return summed / torch.as_tensor(counts, dtype=ce.dtype, device=ce.device)
+        return summed / ((padded_length or reference_padded_length(lens)) - 1)
+
     def class_log_likelihoods(self, texts, max_length: int | None, device, batch_size: int = 32) -> np.ndarray:
         """(n texts, n classes): each text's summed token log-likelihood (text, separator, eos) after each class
         token, in length-sorted micro-batches."""
@@ -186,7 +261,7 @@ class Generator:
                         padded = reference_padded_length([len(s) for s in part_seqs])
                         # reference losses are sums / (padded - 1): undo the division to get the summed CE
                         with self.amp(device):
-                            losses = self.example_losses(part_seqs, device, padded)
+                            losses = self.losses(part_seqs, device, padded)
                         ll[part, c] = -(losses.float().cpu().numpy() * (padded - 1))
         finally:
             self.loss_norm = saved
@@ -245,3 +320,19 @@ class Generator:
         if stats is not None:
             stats.update(drawn=drawn, usable=len(texts))
         return texts[:n], seqs[:n]
+
+
+class _Attention:
+    """A model's attention implementation set for a while (None: left as it is)."""
+
+    def __init__(self, model, name: str | None):
+        self.model, self.saved = model, getattr(model.config, "_attn_implementation", None)
+        if name is not None and name != self.saved:
+            model.set_attn_implementation(name)
+        else:
+            self.saved = None
+
+    def restore(self) -> None:
+        if self.saved is not None:
+            self.model.set_attn_implementation(self.saved)
+            self.saved = None

@@ -210,8 +210,12 @@ class GradientMatching:
         for c in range(self.C):
             g_real = self.real_gradient(learner, teacher[c], c, np.random.default_rng([cfg["seed"], outer, inner, c]))
             seqs, sfeats = batches[c][(outer * cfg["inner_loops"] + inner) % len(batches[c])]
-            with stage_autocast(ctx.device, cfg):
-                gen_loss = gen.example_losses(seqs, ctx.device)
+            eager = gen.training_attention()
+            try:
+                with stage_autocast(ctx.device, cfg):
+                    gen_loss = gen.losses(seqs, ctx.device)
+            finally:
+                eager.restore()
             w = torch.softmax(-gen_loss.float() / cfg["tau"], dim=0)
             labels = torch.full((len(seqs),), c, device=ctx.device)
             g_syn = head_gradient(learner, collate(self.learner_tok, sfeats, ctx.device), labels, weights=w,
