@@ -145,7 +145,8 @@ def test_gradient_matching_resumes(glue_dir, tiny_gpt, tiny_bert, tmp_path, monk
 
     ctx = ctx_for("sst2", glue_dir, tiny_bert, tmp_path)
     # a checkpoint after every outer loop; a new diverse-batch pool every 2, so the resume lands mid-pool
-    cfg = tiny_config(tiny_gpt, tiny_bert, outer_loops=3, inner_loops=2, ckpt_every=2, gen_interval=2)
+    cfg = tiny_config(tiny_gpt, tiny_bert, outer_loops=3, inner_loops=2, ckpt_every=2, gen_interval=2,
+                      learner_pack=True)  # (the packed trajectory: its dropout stream is seeded per outer loop)
     m = METHODS.get("dilm")(**cfg)
     lm_dir, gm_dir = m.stage_dirs(ctx)
     m.train_lm(ctx, lm_dir)
@@ -345,7 +346,8 @@ def test_paper_preset_matches_the_reference_settings():
     differ = {k: (PAPER[k], ref) for k, (ref, _) in REFERENCE.items() if PAPER[k] != ref}
     assert not differ, f"paper preset differs from the reference: {differ}"
     # (cpu_bf16: CPU only, the reference runs on CUDA; lm_pack: the padded losses' math, without the padding)
-    suite_only = {"gm", "ckpt_every", "lm_micro_batch_tokens", "select_backend", "cpu_bf16", "lm_pack"}
+    suite_only = {"gm", "ckpt_every", "lm_micro_batch_tokens", "select_backend", "cpu_bf16", "lm_pack",
+                  "learner_pack"}
     assert set(PAPER) == set(REFERENCE) | set(DEVIATIONS) | suite_only
     # generation length per task: the reference's total length less the class token
     assert [max_new_tokens(PAPER, TASKS[t]) for t in ("sst2", "qqp", "mnli")] == [67, 312, 420]
@@ -548,3 +550,10 @@ def test_lm_pack_off_keeps_the_identity_generators_and_sets_had(glue_dir, tiny_g
     assert old.stage_dirs(ctx) == off.stage_dirs(ctx)
     assert on.stage_dirs(ctx)[0] != off.stage_dirs(ctx)[0]  # a new generator: packing changes bf16 rounding
     assert dilm.for_preset("quick").config["lm_pack"] is True and dilm().config["lm_pack"] is False
+    # the same for stage 2's packed trajectory: off keeps the matching stage's cache, on makes a new one
+    traj = dilm(**tiny_config(tiny_gpt, tiny_bert, learner_pack=True))
+    assert dilm(**tiny_config(tiny_gpt, tiny_bert, learner_pack=False)).identity() == old.identity() != traj.identity()
+    assert traj.stage_dirs(ctx)[0] == old.stage_dirs(ctx)[0] and traj.stage_dirs(ctx)[1] != old.stage_dirs(ctx)[1]
+    vanilla = METHODS.get("dilm_vanilla")
+    assert vanilla(**tiny_config(tiny_gpt, tiny_bert, learner_pack=True)).identity() == vanilla(
+        **tiny_config(tiny_gpt, tiny_bert)).identity()

@@ -369,3 +369,39 @@ def test_version_2_can_be_pinned_for_a_folder_made_at_it(tiny_llama, monkeypatch
         recipe = FinetuneRecipe(steps=2, fast=True, fast_version=version)
         train_classifier(load_classifier(tiny_llama, 2, 0, "cpu"), tok, TEXTS, LABELS, recipe, 0, "cpu")
         assert bool(sdpa_calls) is uses_sdpa and bool(packed) is not uses_sdpa, version
+
+
+@pytest.mark.parametrize("learner", ["tiny_bert", "tiny_llama"])
+def test_packed_steps_are_train_steps_math(learner, request, monkeypatch):
+    """fastpath.PackedSteps (DiLM's packed trajectory): in float32 without dropout, each step's loss and the weights
+    after it are finetune.train_step's, with the caller's own optimizer and scheduler; dropout then comes from the
+    stream (a mask differs between two seeds)."""
+    from dilmbench.batching import tokenize
+    from dilmbench.fastpath import PackedSteps
+    from dilmbench.finetune import make_optimizer, train_step
+
+    path = request.getfixturevalue(learner)
+    tok = load_tokenizer(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    # (rows of at most 6 tokens, a forward of at most 8: a step runs as several forwards, each adding its share)
+    monkeypatch.setattr("dilmbench.fastpath.PACK_ROW_TOKENS", 6)
+    recipe = FinetuneRecipe(steps=6, lr=5e-3, max_batch_size=4, micro_batch_tokens=8)
+    ref = no_dropout(load_classifier(path, 2, 3, "cpu"))
+    new = no_dropout(load_classifier(path, 2, 3, "cpu"))
+    packed = PackedSteps(new, tok, recipe, seed=0, device="cpu")
+    assert packed.active
+    feats = tokenize(tok, TEXTS, 32)
+    opts = [make_optimizer(m, recipe) for m in (ref, new)]
+    ref.train(), new.train()
+    for step in range(6):
+        idx = [(2 * step + j) % len(TEXTS) for j in range(4)]
+        rows, y = [feats[i] for i in idx], torch.as_tensor([LABELS[i] for i in idx])
+        a = train_step(ref, tok, rows, y, *opts[0], recipe, "cpu")
+        b = packed.step(new, rows, y.numpy(), *opts[1])
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-6)
+    for (name, p), q in zip(ref.named_parameters(), new.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=2e-5, msg=lambda m: f"{name}: {m}")
+    masks = [PackedSteps(load_classifier(path, 2, 3, "cpu"), tok, recipe, seed=s, device="cpu").stream.keep_mask(
+        (64,), 0.5, torch.float32) for s in (0, 1)]
+    assert not torch.equal(*masks)

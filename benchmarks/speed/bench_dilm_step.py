@@ -8,10 +8,14 @@ training steps (`learner_steps`, the evaluation recipe) before the next update.
 Also prints the share of the update spent in the passes the algorithm cannot avoid: the learner's real steps,
 the learner's forward passes (body features), the generator's forward and backward.
 
+With --quick, also the quick preset's update under bf16 autocast, padded and packed (DiLM's lm_pack and learner_pack:
+the generator's losses on packed rows with eager attention, the learner's real steps as fastpath.PackedSteps).
+
 Usage: HF_HUB_OFFLINE=1 python benchmarks/speed/bench_dilm_step.py [--generator ID] [--learner ID] [--syn-batch 16]
-       [--real-batch 64] [--learner-steps 20] [--repeats 2]
+       [--real-batch 64] [--learner-steps 20] [--repeats 2] [--quick] [--no-reference]
 """
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -27,7 +31,7 @@ class Clock:
 
 
 def one_update(way, gen, learner, tok, real_feats, syn_seqs, syn_feats, gen_opt, l_opt, l_sched, recipe, steps_feats,
-               learner_steps, clock):
+               learner_steps, clock, packed=None):
     from dilmbench.batching import collate
     from dilmbench.finetune import train_step
     from dilmbench.methods.dilm import body_outputs, head_gradient, head_gradient_full_autograd, matching_loss
@@ -41,7 +45,10 @@ def one_update(way, gen, learner, tok, real_feats, syn_seqs, syn_feats, gen_opt,
         labels_s = torch.full((len(syn_seqs[c]),), c)
         rb, sb = collate(tok, real_feats[c], "cpu"), collate(tok, syn_feats[c], "cpu")
         t = time.perf_counter()
-        if way == "dilmbench":
+        ours = way != "full autograd"
+        bf16 = way.startswith("bf16")
+        amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        if ours:  # (the learner's matching passes in float32, as DiLM's update runs them)
             out_r = body_outputs(learner, rb)
             clock.add("learner forward (body)", time.perf_counter() - t)
             t = time.perf_counter()
@@ -51,11 +58,18 @@ def one_update(way, gen, learner, tok, real_feats, syn_seqs, syn_feats, gen_opt,
             g_real = head_gradient_full_autograd(learner, rb, labels_r).detach()
             clock.add("learner forward+backward (full)", time.perf_counter() - t)
         t = time.perf_counter()
-        gl = gen.example_losses(syn_seqs[c], "cpu")
-        w = torch.softmax(-gl, dim=0)
+        if way == "bf16, packed":  # as DiLM's update runs it with lm_pack
+            gen.model.set_attn_implementation("eager")
+            with amp():
+                gl = gen.packed_example_losses(syn_seqs[c], "cpu")
+            gen.model.set_attn_implementation("sdpa")
+        else:
+            with amp():
+                gl = gen.example_losses(syn_seqs[c], "cpu")
+        w = torch.softmax(-gl.float(), dim=0)
         clock.add("generator forward", time.perf_counter() - t)
         t = time.perf_counter()
-        if way == "dilmbench":
+        if ours:
             out_s = body_outputs(learner, sb)
             clock.add("learner forward (body)", time.perf_counter() - t)
             t = time.perf_counter()
@@ -68,7 +82,7 @@ def one_update(way, gen, learner, tok, real_feats, syn_seqs, syn_feats, gen_opt,
             clock.add("learner forward+backward (full)", time.perf_counter() - t)
         t = time.perf_counter()
         loss.backward()
-        clock.add("backward to generator" if way == "dilmbench" else "backward to generator (through learner)",
+        clock.add("backward to generator" if ours else "backward to generator (through learner)",
                   time.perf_counter() - t)
     t = time.perf_counter()
     torch.nn.utils.clip_grad_norm_(gen.model.parameters(), 1.0)
@@ -77,7 +91,10 @@ def one_update(way, gen, learner, tok, real_feats, syn_seqs, syn_feats, gen_opt,
     t = time.perf_counter()
     learner.train()
     for feats, labels in steps_feats[:learner_steps]:
-        train_step(learner, tok, feats, labels, l_opt, l_sched, recipe, "cpu")
+        if packed is not None:
+            packed.step(learner, feats, labels, l_opt, l_sched)
+        else:
+            train_step(learner, tok, feats, labels, l_opt, l_sched, recipe, "cpu")
     learner.zero_grad(set_to_none=True)
     clock.add("learner real steps", time.perf_counter() - t)
 
@@ -91,9 +108,13 @@ def main():
     ap.add_argument("--learner-steps", type=int, default=20)
     ap.add_argument("--learner-batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--quick", action="store_true",
+                    help="also the quick preset's way: bf16 autocast, padded and then packed (lm_pack, learner_pack)")
+    ap.add_argument("--no-reference", action="store_true", help="leave out the full-autograd way")
     args = ap.parse_args()
 
     from dilmbench.batching import tokenize
+    from dilmbench.fastpath import PackedSteps
     from dilmbench.finetune import FinetuneRecipe, load_classifier, make_optimizer
     from dilmbench.methods.dilm import Generator
     from dilmbench.models import load_tokenizer
@@ -119,24 +140,34 @@ def main():
         idx = rng.choice(len(all_texts), args.learner_batch, replace=False)
         steps_feats.append((tokenize(tok, [all_texts[j] for j in idx], 128), all_labels[idx]))
     results = {}
-    for way in ("dilmbench", "full autograd"):
+    ways = ["dilmbench"] + ([] if args.no_reference else ["full autograd"])
+    ways += ["bf16, padded", "bf16, packed"] if args.quick else []
+    for way in ways:
         learner = load_classifier(args.learner, 2, 0, "cpu")
-        recipe = FinetuneRecipe(steps=200)
+        recipe = FinetuneRecipe(steps=200, cpu_bf16=way.startswith("bf16"))
         l_opt, l_sched = make_optimizer(learner, recipe)
+        packed = PackedSteps(learner, tok, recipe, 0, "cpu") if way == "bf16, packed" else None
         gen_opt, _ = make_optimizer(gen.model, FinetuneRecipe(lr=3e-7, steps=100))
         one_update(way, gen, learner, tok, real_feats, syn_seqs, syn_feats, gen_opt, l_opt, l_sched, recipe,
-                   steps_feats, 2, Clock())  # warm-up
+                   steps_feats, 2, Clock(), packed)  # warm-up
         clock = Clock()
         t0 = time.perf_counter()
         for _ in range(args.repeats):
             one_update(way, gen, learner, tok, real_feats, syn_seqs, syn_feats, gen_opt, l_opt, l_sched, recipe,
-                       steps_feats, args.learner_steps, clock)
+                       steps_feats, args.learner_steps, clock, packed)
         total = (time.perf_counter() - t0) / args.repeats
         results[way] = (total, {k: v / args.repeats for k, v in clock.t.items()})
     for way, (total, parts) in results.items():
         print(f"\n[{way}] one generator update: {total:.2f} s")
         for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
             print(f"  {k:<42} {v:7.2f} s  {100 * v / total:5.1f}%")
+    if args.quick:
+        pad, pack = results["bf16, padded"], results["bf16, packed"]
+        print(f"\nbf16: packed update {pad[0] / pack[0]:.2f}x the padded one; learner real steps "
+              f"{pad[1]['learner real steps'] / pack[1]['learner real steps']:.2f}x; generator forward + backward "
+              f"{(pad[1]['generator forward'] + pad[1]['backward to generator']) / (pack[1]['generator forward'] + pack[1]['backward to generator']):.2f}x")
+    if args.no_reference:
+        return
     fast, slow = results["dilmbench"][0], results["full autograd"][0]
     print(f"\nspeed-up of one update: {slow / fast:.2f}x  (full autograd {slow:.2f} s / dilmbench {fast:.2f} s)")
     parts = results["dilmbench"][1]

@@ -182,8 +182,8 @@ class Generator:
     def training_attention(self) -> "_Attention":
         """While a packed generator trains, eager attention (its mask the packed rows' block-diagonal causal one): on
         a CPU, torch's sdpa forward + backward at these small shapes is several times slower than the eager math
-        (results/benchmarks/decoder_attention.txt); a packed step 1.3 s against 1.5 s with sdpa
-        (results/benchmarks/dilm_lm_step.txt). ``.restore()`` sets back what the model had."""
+        (results/benchmarks/decoder_attention.txt); a packed stage-1 step 0.55 s against 0.63 s with sdpa
+        (SmolLM2, 2 threads: results/benchmarks/dilm_lm_step.txt). ``.restore()`` sets back what the model had."""
         return _Attention(self.model, "eager" if self.packs() else None)
 
     def losses(self, seqs: list[list[int]], device, padded_length: int | None = None, pack: bool | None = None):

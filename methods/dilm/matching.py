@@ -228,7 +228,9 @@ class GradientMatching:
         sched.step()
         return float(np.mean(sims))
 
-    def advance_learner(self, learner, real_batches, l_opt, l_sched) -> None:
+    def advance_learner(self, learner, real_batches, l_opt, l_sched, packed=None) -> None:
+        """``learner_steps`` steps along the real fine-tuning trajectory: finetune.train_step, or ``packed`` (a
+        fastpath.PackedSteps, with ``learner_pack``)."""
         import torch
 
         from dilmbench.finetune import train_step
@@ -236,8 +238,22 @@ class GradientMatching:
         learner.train()
         for _ in range(self.cfg["learner_steps"]):
             idx = next(real_batches)
-            train_step(learner, self.learner_tok, self.feats_of(idx), torch.as_tensor(self.pool_labels[idx]), l_opt,
-                       l_sched, self.learner_recipe, self.ctx.device)
+            if packed is not None:
+                packed.step(learner, self.feats_of(idx), self.pool_labels[idx], l_opt, l_sched)
+            else:
+                train_step(learner, self.learner_tok, self.feats_of(idx), torch.as_tensor(self.pool_labels[idx]),
+                           l_opt, l_sched, self.learner_recipe, self.ctx.device)
+
+    def packed_steps(self, learner, outer: int):
+        """With ``learner_pack``, the trajectory's steps on packed rows with dropout from the run's own stream (seeded
+        per outer loop), where the learner can be packed; else None (finetune.train_step)."""
+        if not self.cfg.get("learner_pack"):
+            return None
+        from dilmbench.fastpath import PackedSteps
+
+        packed = PackedSteps(learner, self.learner_tok, self.learner_recipe,
+                             derive_seed(self.cfg["seed"], "dropout", outer), self.ctx.device)
+        return packed if packed.active else None
 
     # --- the loop ------------------------------------------------------------------------------------------
     def run(self, gen, out: Path):
@@ -265,12 +281,13 @@ class GradientMatching:
                 batches = self.diverse_batches(gen, outer)
             learner = load_classifier(cfg["learner"], self.C, derive_seed(cfg["seed"], "learner", outer), ctx.device)
             l_opt, l_sched = make_optimizer(learner, self.learner_recipe)
+            packed = self.packed_steps(learner, outer)
             gen.model.train()
             for inner in range(cfg["inner_loops"]):
                 teacher = teachers[(outer * cfg["inner_loops"] + inner) % len(teachers)]
                 log.append(self.update(gen, learner, teacher, batches, outer, inner, opt, sched))
                 if inner + 1 < cfg["inner_loops"]:
-                    self.advance_learner(learner, real_batches, l_opt, l_sched)
+                    self.advance_learner(learner, real_batches, l_opt, l_sched, packed)
             bar.set_postfix(grad_sim=f"{np.mean(log[-cfg['inner_loops']:]):.3f}")
             if (outer + 1) % max(1, cfg["ckpt_every"] // cfg["inner_loops"]) == 0 and outer + 1 < cfg["outer_loops"]:
                 checkpoint.save_state(out / "last", gen.model, gen.tok, opt, sched, (outer + 1) * cfg["inner_loops"],

@@ -32,6 +32,8 @@ on the dev split carved from train (results/quick-sst2-dilm-tune/README.md):
   batch's math without the padding's compute, the output embedding only where a token is predicted, eager attention
   while training (in float32 the padded losses within rounding, tested; in bf16 other rounding, so a new
   configuration, off in the paper preset and for every generator made before it);
+- stage 2's learner trajectory on packed rows, its dropout from the run's own stream (``learner_pack``: the same recipe
+  up to rounding and dropout's draws, a new configuration, off in the paper preset);
 - far fewer steps in both stages (400 LM steps of 16 at lr 1e-4; 10 x 5 matching updates at gm_lr 3e-6), shorter texts
   (64 tokens; on pair tasks 128, and 96 new tokens instead of the reference's 420: ``pair_overrides``), 10 samples per
   kept text instead of 100.
@@ -92,6 +94,10 @@ PAPER = {
     # with eager attention while training; the padded losses' math (float32: within rounding, tested), not their
     # rounding, so a new configuration. Off: padded batches, as the reference and every generator before it
     "lm_pack": False,
+    # stage 2's learner trajectory (its real fine-tuning steps between generator updates) on packed rows, its dropout
+    # from the run's own stream (fastpath.PackedSteps): the same recipe and gradient up to rounding and dropout's draws,
+    # so a new configuration. Off: finetune.train_step's padded micro-batches, as before the option existed
+    "learner_pack": False,
     # settings that replace the ones above on a pair task (QQP, MNLI): the paper's real batches, 100 per class with 2
     # accumulated. An option set by hand is left out of them (it holds on every task). They join a set's identity on
     # pair tasks only (task_identity), so single-text results keep theirs.
@@ -110,9 +116,11 @@ QUICK = {
     "gen_interval": 5, "gm_lr": 3e-6, "sample_factor": 10, "gen_batch_size": 32, "max_new_tokens": 48,
     "class_filter": 0.2,
     "ckpt_every": 50, "bf16": False, "cpu_bf16": True,
-    # packed generator losses: a stage-1 step 3.2x faster than one padded batch (SmolLM2, 16 SST-2 examples, bf16,
-    # one thread: results/benchmarks/dilm_lm_step.txt)
+    # packed generator losses: a stage-1 step 2.37x faster than one padded batch (SmolLM2, 16 SST-2 examples, bf16,
+    # 2 threads: results/benchmarks/dilm_lm_step.txt), the generator's part of a matching update 2.20x
     "lm_pack": True,
+    # stage 2's trajectory steps packed: 1.61x faster (MiniLM, 20 steps of 64 SST-2 rows: results/benchmarks/dilm_step.txt)
+    "learner_pack": True,
     # pairs are longer: the 64 tokens that cover SST-2 would cut 8.8% of MNLI's training pairs (premise, separator,
     # hypothesis, SmolLM2 tokens), and 48 new tokens 23.0% of pairs written at MNLI's length; 128 / 96 cut 0.3% / 1.0%
     # (3,000 pool pairs: results/benchmarks/pair_lengths.txt). The learner reads 128, as the finetune evaluator does.
@@ -126,6 +134,7 @@ LM_KEYS = ("generator", "lm_steps", "lm_batch_size", "lm_lr", "lm_weight_decay",
 LM_LATER_KEYS = ("cpu_bf16", "lm_pack")
 # Keys read only by stage 2 (gradient matching): they do not touch dilm_vanilla's generator or sets.
 STAGE2_KEYS = {"learner", "learner_max_length", "outer_loops", "inner_loops", "learner_steps", "learner_batch_size",
+               "learner_pack",
                "real_batch", "real_accum", "repset_dpc", "n_repsets", "syn_batch", "tau", "gm_lr", "gm_weight_decay",
                "gm_warmup_ratio", "gen_interval", "pool_batches", "n_clusters"}
 # Keys that change no trained weight: stage 3 only, or speed only.
@@ -175,7 +184,7 @@ class DiLMMethod(Method):
     writes_texts = True
     needs_embeddings = True  # teacher sets and the final k-centers use the encoder; its id joins the set's identity
     # options added after sets existed, at the value that behaves as before: finished sets keep their identity
-    later_defaults = {"class_filter": None, "cpu_bf16": False, "lm_pack": False}
+    later_defaults = {"class_filter": None, "cpu_bf16": False, "lm_pack": False, "learner_pack": False}
 
     @classmethod
     def for_preset(cls, preset: str | None, **options) -> "DiLMMethod":
@@ -209,7 +218,7 @@ class DiLMMethod(Method):
         from dilmbench.api import identity_config
 
         # (at their old values, the later options leave the cache keys as they always were)
-        cfg = identity_config(self.task_config(ctx.task), {k: self.later_defaults[k] for k in LM_LATER_KEYS})
+        cfg = identity_config(self.task_config(ctx.task), self.later_defaults)
         data_id = {k: v for k, v in ctx.data.provenance().items() if k != "source"}
         lm_keys = LM_KEYS + tuple(k for k in LM_LATER_KEYS if k in cfg)
         lm_hash = stable_hash({"task": ctx.task.name, "data": data_id, **{k: cfg[k] for k in lm_keys}})
