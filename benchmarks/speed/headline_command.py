@@ -27,6 +27,15 @@ JOBS = {  # the design's headline command, and the README's main job (its first 
 }
 
 
+def _script_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", default="2")
@@ -40,7 +49,9 @@ def main():
         # dilmbench's cache and torch.compile's kernel cache (the fast path's optimizer kernels) both start empty
         env = {**os.environ, "DILMBENCH_CACHE": str(Path(tmp) / "empty-cache"), "OMP_NUM_THREADS": a.threads,
                "TORCHINDUCTOR_CACHE_DIR": str(Path(tmp) / "empty-inductor-cache")}
-        commit = git_commit()
+        # (an installed copy of dilmbench is no git checkout: then the commit of the checkout this script is in)
+        commit = git_commit() or _script_commit() or "unknown"
+
         command = JOBS[a.job]
         t0 = time.perf_counter()
         proc = subprocess.run(command + ["--out", str(out)], env=env, capture_output=True, text=True)
