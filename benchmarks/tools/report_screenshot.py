@@ -20,13 +20,18 @@ for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-sh
 browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
 try:
     browser.get(page.as_uri())
-    rows = browser.find_elements(By.CSS_SELECTOR, "#results-table tbody tr")
+    # a folder's page has its results table and its sets; the site over every folder, its leaderboard tables
+    folder_page = bool(browser.find_elements(By.ID, "results-table"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#results-table tbody tr" if folder_page else "table tbody tr")
     widths = [browser.execute_script("return arguments[0].naturalWidth", i) for i in browser.find_elements(By.TAG_NAME, "img")]
     sets = browser.find_elements(By.CSS_SELECTOR, "details.set")
     texts = sum(len(s.find_elements(By.CSS_SELECTOR, "table.set-texts tr")) - 1 for s in sets)
     print(f"{page}: {len(rows)} table rows, images {widths} px wide, {len(sets)} sets with {texts} texts in the browser")
-    if not rows or not widths or min(widths) == 0 or not sets:
+    if not rows or not widths or min(widths) == 0 or (folder_page and not sets):
         sys.exit("the page did not render completely")
+    if not folder_page:  # the whole site page, as tall as it is
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1300, min(int(height) + 100, 6000))
     browser.save_screenshot(str(shot))
     print(f"screenshot: {shot}")
 finally:
