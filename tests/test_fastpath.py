@@ -389,6 +389,10 @@ def test_packed_steps_are_train_steps_math(learner, request, monkeypatch):
     recipe = FinetuneRecipe(steps=6, lr=5e-3, max_batch_size=4, micro_batch_tokens=8)
     ref = no_dropout(load_classifier(path, 2, 3, "cpu"))
     new = no_dropout(load_classifier(path, 2, 3, "cpu"))
+    from dilmbench.fastpath import Packer
+
+    if not Packer.fits(new):  # (BERT on transformers 4.56: DiLM's trajectory then keeps train_step)
+        pytest.skip("this transformers' model does not route attention through AttentionInterface: no packing there")
     packed = PackedSteps(new, tok, recipe, seed=0, device="cpu")
     assert packed.active
     feats = tokenize(tok, TEXTS, 32)
