@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -515,6 +516,11 @@ def test_packed_losses_are_the_padded_losses_and_gradients(arch, bos_prefix, los
         many = gen.packed_example_losses(seqs, "cpu", row_tokens=256)
         alone = torch.cat([gen.packed_example_losses([s], "cpu", gen_padded(seqs)) for s in seqs])
     torch.testing.assert_close(many, alone, rtol=1e-5, atol=1e-6)
+    # stage 3's class filter reads the same losses packed (inference mode, the model's own attention)
+    pairs = [(t,) for t in texts]
+    padded_ll = gen.class_log_likelihoods(pairs, None, "cpu")
+    gen.pack = True
+    np.testing.assert_allclose(gen.class_log_likelihoods(pairs, None, "cpu"), padded_ll, rtol=1e-5, atol=1e-4)
 
 
 def gen_padded(seqs):
