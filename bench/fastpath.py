@@ -530,6 +530,23 @@ class Padder:
         return out
 
 
+def pack_rows(lengths, idx, row_tokens: int) -> list[np.ndarray]:
+    """Texts ``idx`` (lengths[i] tokens each) in rows of at most ``row_tokens`` tokens, longest first, each row filled
+    in that order until the next text would not fit (a text longer than a row stands alone)."""
+    lengths, idx = np.asarray(lengths), np.asarray(idx)
+    order = idx[np.argsort(-lengths[idx], kind="stable")]
+    rows, cur, used = [], [], 0
+    for i in order:
+        if cur and used + lengths[i] > row_tokens:
+            rows.append(np.asarray(cur))
+            cur, used = [], 0
+        cur.append(i)
+        used += int(lengths[i])
+    if cur:
+        rows.append(np.asarray(cur))
+    return rows
+
+
 class Packer:
     """A step's texts packed end to end into rows, for a BERT-family classifier or a Llama / Gemma-3 decoder
     (``Packer.kind_of``): each text keeps its own positions (0..len-1) and segment ids, attention stays within its text
@@ -570,18 +587,7 @@ class Packer:
         return Packer.kind_of(model) is not None
 
     def rows(self, idx) -> list[np.ndarray]:
-        lengths = self.padder.lengths
-        order = np.asarray(idx)[np.argsort(-lengths[np.asarray(idx)], kind="stable")]
-        rows, cur, used = [], [], 0
-        for i in order:
-            if cur and used + lengths[i] > self.row_tokens:
-                rows.append(np.asarray(cur))
-                cur, used = [], 0
-            cur.append(i)
-            used += int(lengths[i])
-        if cur:
-            rows.append(np.asarray(cur))
-        return rows
+        return pack_rows(self.padder.lengths, idx, self.row_tokens)
 
     def batches(self, idx) -> list[list[np.ndarray]]:
         """The step's rows grouped into forwards of at most ``batch_tokens`` padded tokens (rows x longest row)."""

@@ -24,8 +24,10 @@ def package_versions() -> dict:
 
 
 @lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    here = Path(__file__).resolve().parent
+def git_commit(here: Path | None = None) -> str | None:
+    """The commit (``+dirty`` with uncommitted changes) of the checkout dilmbench runs from, or of the one ``here`` is
+    in; None where it is no git checkout (an installed copy)."""
+    here = Path(__file__).resolve().parent if here is None else Path(here)
     # generous timeouts: `git status` stats every tracked file, and on a loaded machine a 5 s limit was reached (a CI
     # rehearsal niced under two busy cores), which dropped the commit from every result of the run
     try:

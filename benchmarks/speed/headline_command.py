@@ -27,15 +27,6 @@ JOBS = {  # the design's headline command, and the README's main job (its first 
 }
 
 
-def _script_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", default="2")
@@ -50,7 +41,7 @@ def main():
         env = {**os.environ, "DILMBENCH_CACHE": str(Path(tmp) / "empty-cache"), "OMP_NUM_THREADS": a.threads,
                "TORCHINDUCTOR_CACHE_DIR": str(Path(tmp) / "empty-inductor-cache")}
         # (an installed copy of dilmbench is no git checkout: then the commit of the checkout this script is in)
-        commit = git_commit() or _script_commit() or "unknown"
+        commit = git_commit() or git_commit(Path(__file__).resolve().parent) or "unknown"
 
         command = JOBS[a.job]
         t0 = time.perf_counter()

@@ -186,10 +186,9 @@ class Generator:
         (SmolLM2, 2 threads: results/benchmarks/dilm_lm_step.txt). ``.restore()`` sets back what the model had."""
         return _Attention(self.model, "eager" if self.packs() else None)
 
-    def losses(self, seqs: list[list[int]], device, padded_length: int | None = None, pack: bool | None = None):
-        """example_losses, or packed_example_losses where ``pack`` (default: the generator's own) is on and the model
-        can be packed."""
-        if (self.pack if pack is None else pack) and self.can_pack():
+    def losses(self, seqs: list[list[int]], device, padded_length: int | None = None):
+        """example_losses, or packed_example_losses where the generator packs (``pack`` on, a model that can be)."""
+        if self.packs():
             return self.packed_example_losses(seqs, device, padded_length)
         return self.example_losses(seqs, device, padded_length)
 
@@ -203,16 +202,10 @@ class Generator:
         import torch
         import torch.nn.functional as F
 
+        from dilmbench.fastpath import pack_rows
+
         lens = [len(s) for s in seqs]
-        order = sorted(range(len(seqs)), key=lambda i: -lens[i])
-        rows, cur, used = [], [], 0
-        for i in order:
-            if cur and used + lens[i] > row_tokens:
-                rows.append(cur)
-                cur, used = [], 0
-            cur.append(i)
-            used += lens[i]
-        rows.append(cur)
+        rows = pack_rows(lens, np.arange(len(seqs)), row_tokens)
         width = max(sum(lens[i] for i in r) for r in rows)
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         pos = np.zeros((len(rows), width), dtype=np.int64)

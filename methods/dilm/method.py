@@ -330,17 +330,17 @@ class DiLMMethod(Method):
             # the batch loss is the mean of per-example losses; length-sorted micro-batches each add their share
             # (sum / batch size, normalised by the whole batch's padded length), so the gradient is that of one
             # padded batch without the padding's compute
+            # packed rows hold the whole batch in one forward
+            chunks = [range(len(seqs))] if gen.packs() else micro_batches([len(x) for x in seqs], micro)
             if cfg.get("cpu_bf16") and str(ctx.device).startswith("cpu"):
                 # one autocast region for the whole batch (each weight cast once per step) and one backward
                 with stage_autocast(ctx.device, cfg):
                     total = sum(gen.losses([seqs[i] for i in chunk], ctx.device, padded).sum() / len(seqs)
-                                for chunk in ([list(range(len(seqs)))] if gen.packs() else
-                                              micro_batches([len(x) for x in seqs], micro)))
+                                for chunk in chunks)
                 total.backward()
                 loss = float(total.detach())
             else:
-                for chunk in ([list(range(len(seqs)))] if gen.packs() else
-                              micro_batches([len(x) for x in seqs], micro)):
+                for chunk in chunks:
                     with stage_autocast(ctx.device, cfg):
                         part = gen.losses([seqs[i] for i in chunk], ctx.device, padded).sum() / len(seqs)
                     part.backward()
