@@ -139,3 +139,56 @@ def check_configurations(folder: str | Path, data_source: str | None = None) -> 
                         problems.append({"check": "declared", "path": str(run.path.relative_to(folder)),
                                          "detail": f"not as entry {i} of {GRID_FILE} declares: {REPLACING[run.status]}"})
     return problems
+
+
+def check_declared_identities(folder: str | Path, declared: list[DeclaredRun], records: dict) -> list[dict]:
+    """Each finished declared run against the identity its entry gives it now, on the data the run itself recorded
+    (nothing loaded, so this runs on every validate; ``--deep`` also checks the data and the model snapshots): a
+    result made under options its entry no longer states (a method option whose default changed since, say) would
+    otherwise pass as declared. ``records`` maps a run's path (relative to the folder) to its result -> problems."""
+    from .cache import stable_hash
+    from .runner import Runner
+
+    folder = Path(folder)
+    configs = entry_configs(grid_path(folder))
+    runners: dict = {}
+    problems = []
+    for d in declared:
+        rec = records.get(d.relpath)
+        if rec is None or not isinstance(rec.get("config"), dict):
+            continue  # missing, or unreadable: validate's other checks say so
+        if d.entry not in runners:
+            runners[d.entry] = Runner(configs[d.entry - 1], folder, overwrite="never", progress=False,
+                                      log=lambda m: None)
+            runners[d.entry].build()
+        runner = runners[d.entry]
+        spec = next(s for s in runner.specs if s.label == d.method)
+        task = next(t for t in runner.tasks if t.name == d.task)
+        got = {k: v for k, v in rec["config"].items() if k != "preset"}
+        recorded_set = got.get("set_identity", {})
+        ident = runner.set_identity_on(task, recorded_set.get("data"), spec, d.dpc, d.set_index)
+        if "content_hash" in recorded_set:  # a given set: its content is checked against the run (the set check)
+            ident["content_hash"] = recorded_set["content_hash"]
+        want = {**runner.run_identity(stable_hash(ident), d.learner, d.init), "set_identity": ident}
+        if stable_hash(want) != stable_hash(got):
+            problems.append({"check": "declared", "path": d.relpath,
+                             "detail": f"not as entry {d.entry} of {GRID_FILE} states: {_first_difference(want, got)}"})
+    return problems
+
+
+def _first_difference(want, got, where: str = "") -> str:
+    """The first place two identities differ, as 'path: the entry gives X, the run recorded Y'."""
+    from .cache import stable_hash
+
+    if isinstance(want, dict) and isinstance(got, dict):
+        for k in sorted(set(want) | set(got), key=str):
+            if k == "set":  # the set's hash follows from set_identity, which is compared itself
+                continue
+            if k not in got or k not in want or stable_hash(want[k]) != stable_hash(got[k]):
+                if k in got and k in want:
+                    return _first_difference(want[k], got[k], f"{where}.{k}" if where else str(k))
+                said = lambda d, who: f"{who} {d[k]!r}" if k in d else f"{who} nothing"  # noqa: E731
+                return (f"{where + '.' if where else ''}{k}: {said(want, 'the entry gives')}, "
+                        f"{said(got, 'the run recorded')}")
+    return f"{where}: the entry gives {want!r}, the run recorded {got!r}"
+

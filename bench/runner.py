@@ -257,13 +257,39 @@ class Runner:
 
     # ---- identities and paths ------------------------------------------------------------------------------
     def set_identity(self, data, spec: MethodSpec, dpc: int, set_index: int) -> dict:
+        return self.set_identity_on(data.task, {k: v for k, v in data.provenance().items() if k != "source"}, spec,
+                                    dpc, set_index)
+
+    def set_identity_on(self, task, data_identity: dict, spec: MethodSpec, dpc: int, set_index: int) -> dict:
+        """A set's identity given its data's (validate compares a finished run with its declaration this way, on the
+        data the run recorded, without loading any)."""
         method = self.methods[spec.label]
-        ident = {"task": data.task.name, "data": {k: v for k, v in data.provenance().items() if k != "source"},
-                 "method": {**method.identity(), **method.task_identity(data.task)}, "dpc": dpc, "set_index": set_index, "base_seed": self.cfg["seed"]}
+        ident = {"task": task.name, "data": data_identity,
+                 "method": {**method.identity(), **method.task_identity(task)}, "dpc": dpc, "set_index": set_index,
+                 "base_seed": self.cfg["seed"]}
         if method.needs_embeddings:
             ident["encoder"] = {"model": self.cfg["encoder"], "pooling": self.cfg["pooling"],
                                 **embed_identity(self.cfg)}
         return ident
+
+    def run_identity(self, set_hash: str, learner: str, init: int) -> dict:
+        """One run's identity (its hash names the result): its set's, the evaluator's configuration and code, the
+        learner, the init."""
+        if not hasattr(self, "_eval_identity"):
+            ident = self.evaluator.identity()
+            self._eval_identity = ({k: v for k, v in ident["config"].items() if k != "learners"},
+                                   {k: v for k, v in ident.items() if k in ("version", "source_sha256")})
+        eval_ident, eval_code = self._eval_identity
+        run_ident = {"set": set_hash, "evaluator": self.evaluator.name, "evaluator_config": eval_ident,
+                     "learner": learner, "init": init}
+        if eval_code:  # (built-ins without a version keep the identity they always had)
+            run_ident["evaluator_code"] = eval_code
+        per_learner = self.evaluator.learner_identity(learner)
+        if per_learner:  # (likewise: added only where the evaluator says something)
+            run_ident["learner_identity"] = per_learner
+        if self.cfg.get("score_split", "eval") != "eval":  # (eval keeps the identity it always had)
+            run_ident["score_split"] = self.cfg["score_split"]
+        return run_ident
 
     def set_path(self, task: str, label: str, dpc: int, set_index: int) -> Path:
         return self.out / set_relpath(task, label, dpc, set_index)
@@ -295,8 +321,6 @@ class Runner:
             if len(getattr(data, split)) == 0:
                 raise DilmbenchError(f"cannot score on the {split} split of {task.name}: it is empty (dev_size is 0)")
             fingerprint = data.fingerprint()
-            eval_ident = {k: v for k, v in self.evaluator.identity()["config"].items() if k != "learners"}
-            eval_code = {k: v for k, v in self.evaluator.identity().items() if k in ("version", "source_sha256")}
             for spec in self.specs:
                 method_models = {"encoder": cfg["encoder"]} if self.methods[spec.label].needs_embeddings else {}
                 fixed = _fixed_sets(self.methods[spec.label], task, data)
@@ -328,15 +352,7 @@ class Runner:
                             if self.only is not None and (task.name, spec.label, learner, dpc, set_index,
                                                           init) not in self.only:
                                 continue
-                            run_ident = {"set": set_hash, "evaluator": self.evaluator.name, "evaluator_config": eval_ident,
-                                         "learner": learner, "init": init}
-                            if eval_code:  # (built-ins without a version keep the identity they always had)
-                                run_ident["evaluator_code"] = eval_code
-                            per_learner = self.evaluator.learner_identity(learner)
-                            if per_learner:  # (likewise: added only where the evaluator says something)
-                                run_ident["learner_identity"] = per_learner
-                            if split != "eval":  # (eval keeps the identity it always had)
-                                run_ident["score_split"] = split
+                            run_ident = self.run_identity(set_hash, learner, init)
                             path = self.run_path(task.name, spec.label, learner, dpc, set_index, init)
                             run_hash = stable_hash(run_ident)
                             record = read_result(path) if path.exists() else None  # read once, checked three ways

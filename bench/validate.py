@@ -12,7 +12,8 @@ Every problem is one record {check, path, detail}; a folder passes when there is
   * set: every run's text set exists and its content hash is the one the run recorded;
   * grid: the grid is complete. With ``expect`` (the options of a `dilmbench run` command) every run that command
     would write must be there. Else, where the folder declares its grid (grid.yaml, dilmbench.grid), every declared
-    run must be there and every result file must be declared. Without either, the grid the results imply (a guess):
+    run must be there, made as its entry states today (its identity on the data it recorded: an option whose default
+    changed after the run must be pinned in the entry), and every result file must be declared. Without either, the grid the results imply (a guess):
     every method of a task x learner at every DPC any generated-set method there has, each with as many sets x inits
     as its fullest cell.
 """
@@ -157,12 +158,14 @@ def _check_sets(out: Path, records: list, problems: list) -> None:
 def _check_grid(out: Path, records: list, expect: dict | None, problems: list) -> tuple:
     """Against the folder's grid.yaml (declared runs missing, files not declared), else against ``expect`` or the
     grid the results imply -> (declared paths or None, missing, undeclared)."""
-    from .grid import declared_runs, grid_path
+    from .grid import check_declared_identities, declared_runs, grid_path
 
     declared, undeclared = None, []
     if expect is None and grid_path(out).is_file():
         try:
-            declared = [d.relpath for d in declared_runs(grid_path(out))]
+            runs = declared_runs(grid_path(out))
+            problems.extend(check_declared_identities(out, runs, {str(rel): rec for _, rel, rec in records}))
+            declared = [d.relpath for d in runs]
         except Exception as exc:  # a declaration that cannot be read is the folder's problem, not validate's crash
             problems.append(_problem("grid", grid_path(out).name, f"cannot be read: {exc}"))
             declared = []
