@@ -255,15 +255,10 @@ class CostContext:
         return 2 if self.cuda else 4
 
 
-def context_for(data, device: str, encoder: str | None, sample: int = 4000, seed: int = 0) -> CostContext:
-    rng = np.random.default_rng(seed)
-    pool = data.texts("pool")
-    pick = rng.choice(len(pool), min(sample, len(pool)), replace=False) if len(pool) else []
-    ev = data.texts("eval")
-    epick = rng.choice(len(ev), min(sample, len(ev)), replace=False) if len(ev) else []
-    return CostContext(task=data.task, pool_lengths=estimated_tokens([pool[i] for i in pick]),
-                       eval_lengths=estimated_tokens([ev[i] for i in epick]), eval_size=len(ev),
-                       pool_size=len(pool), device=device, encoder=encoder)
+def context_for(data, device: str, encoder: str | None) -> CostContext:
+    pool_lengths, eval_lengths = data.length_sample()
+    return CostContext(task=data.task, pool_lengths=pool_lengths, eval_lengths=eval_lengths,
+                       eval_size=data.rows("eval"), pool_size=data.rows("pool"), device=device, encoder=encoder)
 
 
 @dataclass(frozen=True)

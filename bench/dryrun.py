@@ -218,7 +218,7 @@ def dry_run(runner, dev: Device | None = None, device: str | None = None, genera
            "models: " + "; ".join(models)]
     out += [f"warning: {n}" for n in tally.notes]
     out += [f"warning: more than the device's {dev.memory / 2**30:.0f} GiB: {n}" for n in tally.too_big]
-    out.append(f"planned in {elapsed:.2f} s ({t_plan:.2f} s loading the data and planning as a run would, "
+    out.append(f"planned in {elapsed:.2f} s ({t_plan:.2f} s planning as a run would, the data or its kept summary read, "
                f"{elapsed - t_plan:.2f} s counting the cost)")
     return "\n".join(out), {**totals, "hours": totals["seconds"] / 3600, "rows": tally.rows,
                             "stages": tally.stage_rows, "notes": tally.notes, "too_big": tally.too_big,

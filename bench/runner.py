@@ -311,14 +311,14 @@ class Runner:
         n_cell = -1
         for task in self.tasks:
             t_load = time.perf_counter()
-            data = load_task_data(task, cfg.get("data_source"), cfg["dev_size"], cfg["dev_seed"])
+            data = load_task_data(task, cfg.get("data_source"), cfg["dev_size"], cfg["dev_seed"], planning=True)
             load_s = time.perf_counter() - t_load
             if any(not getattr(self.methods[spec.label], "gives_sets", False) for spec in self.specs):
-                counts = np.bincount(data.labels("pool"), minlength=task.num_labels)
+                counts = data.class_counts("pool")
                 for c, n_c in enumerate(counts):
                     if max(cfg["dpc"]) > n_c:
                         raise DilmbenchError(f"DPC {max(cfg['dpc'])} is larger than class '{task.label_names[c]}' of {task.name} ({n_c} examples in the pool)")
-            if len(getattr(data, split)) == 0:
+            if data.rows(split) == 0:
                 raise DilmbenchError(f"cannot score on the {split} split of {task.name}: it is empty (dev_size is 0)")
             fingerprint = data.fingerprint()
             for spec in self.specs:

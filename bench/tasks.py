@@ -21,6 +21,8 @@ from .errors import DilmbenchError
 from .registry import Registry
 
 GLUE_REVISION = "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c"
+COST_SAMPLE = 4000  # texts per split whose lengths the cost model reads (TaskData.length_sample)
+SUMMARY_VERSION = 1  # of what PlannedData reads from the cache (TaskData.summary): a new one plans from the data again
 EMBEDDED_DIR = Path(__file__).parent / "data" / "glue"
 
 
@@ -298,6 +300,79 @@ class TaskData:
                 "revision": self.task.revision, "dev_size": self.dev_size, "dev_seed": self.dev_seed,
                 "pool_size": len(self.pool), "eval_split": self.task.eval_split, "eval_size": len(self.eval)}
 
+    def rows(self, split: str) -> int:
+        return len(getattr(self, split))
+
+    def class_counts(self, split: str) -> list[int]:
+        return np.bincount(self.labels(split), minlength=self.task.num_labels).tolist()
+
+    def length_sample(self, sample: int = COST_SAMPLE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The cost model's estimated token lengths (dilmbench.cost.estimated_tokens) of up to ``sample`` pool texts
+        and ``sample`` evaluation texts, drawn without replacement with one seeded generator (pool first)."""
+        from .cost import estimated_tokens
+
+        rng = np.random.default_rng(seed)
+        out = []
+        for split in ("pool", "eval"):
+            texts = self.texts(split)
+            pick = rng.choice(len(texts), min(sample, len(texts)), replace=False) if len(texts) else []
+            out.append(estimated_tokens([texts[i] for i in pick]))
+        return out[0], out[1]
+
+    def summary(self) -> dict:
+        """What planning a grid reads of the data (sizes, the pool's class counts, the fingerprint, provenance, the cost
+        model's length sample), as kept in the cache for PlannedData."""
+        pool, ev = self.length_sample()
+        return {"version": SUMMARY_VERSION, "rows": {s: self.rows(s) for s in ("pool", "dev", "eval")},
+                "class_counts": {"pool": self.class_counts("pool")}, "fingerprint": self.fingerprint(),
+                "provenance": {k: v for k, v in self.provenance().items() if k != "source"},
+                "length_sample": {"pool": pool.astype(int).tolist(), "eval": ev.astype(int).tolist()}}
+
+
+class PlannedData:
+    """A task's data as planning a grid sees it: answered from the summary a previous plan of the same files kept in
+    the cache (sizes, class counts, the fingerprint, the cost model's length sample), so that a dry run of the paper's
+    grid neither imports datasets nor reads a parquet file; anything else (texts, labels, the splits) loads the data
+    then, as load_task_data would, and checks it is the data the summary describes."""
+
+    def __init__(self, task: Task, source: str, dev_size: int, dev_seed: int, summary: dict):
+        self.task, self.source, self.dev_seed = task, source, dev_seed
+        self._asked_dev_size, self._summary, self._data = dev_size, summary, None
+        self.dev_size = summary["provenance"]["dev_size"]
+
+    def fingerprint(self) -> dict:
+        return self._summary["fingerprint"]
+
+    def provenance(self) -> dict:
+        return {"source": self.source, **self._summary["provenance"]}
+
+    def rows(self, split: str) -> int:
+        return self._summary["rows"][split]
+
+    def class_counts(self, split: str) -> list[int]:
+        counts = self._summary["class_counts"].get(split)
+        return list(counts) if counts is not None else self.loaded().class_counts(split)
+
+    def length_sample(self, sample: int = COST_SAMPLE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        if (sample, seed) != (COST_SAMPLE, 0):
+            return self.loaded().length_sample(sample, seed)
+        got = self._summary["length_sample"]
+        return np.asarray(got["pool"], dtype=float), np.asarray(got["eval"], dtype=float)
+
+    def loaded(self) -> TaskData:
+        if self._data is None:
+            data = _load_task_data(self.task, self.source, self._asked_dev_size, self.dev_seed)
+            if data.fingerprint()["id"] != self.fingerprint()["id"]:
+                raise DilmbenchError(f"{self.task.name}'s data changed after this grid was planned (fingerprint "
+                                     f"{data.fingerprint()['id']}, planned on {self.fingerprint()['id']}): run again")
+            self._data = data
+        return self._data
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):  # (pickling and copying look for these before __init__ has run)
+            raise AttributeError(name)
+        return getattr(self.loaded(), name)
+
 
 def carve_dev(labels: np.ndarray, dev_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split of train indices into (pool, dev); deterministic for a seed: scikit-learn's
@@ -357,8 +432,62 @@ def _write_cache(path, text: str) -> None:
         pass
 
 
-def load_task_data(task: Task, source: str | None = None, dev_size: int = 2000, dev_seed: int = 0) -> TaskData:
+def load_task_data(task: Task, source: str | None = None, dev_size: int = 2000, dev_seed: int = 0,
+                   planning: bool = False) -> TaskData | PlannedData:
+    """The task's data: train split in pool and dev (carve_dev), the evaluation split. ``planning``: a PlannedData
+    where the cache holds a summary of these very files (after the first plan of them), else the TaskData, whose
+    summary is then kept for the next plan."""
     source = resolve_source(source)
+    if not planning:
+        return _load_task_data(task, source, dev_size, dev_seed)
+    path = _summary_path(task, source, dev_size, dev_seed)
+    if path is not None:
+        import json
+
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            summary = None
+        if isinstance(summary, dict) and summary.get("version") == SUMMARY_VERSION:
+            return PlannedData(task, source, dev_size, dev_seed, summary)
+    data = _load_task_data(task, source, dev_size, dev_seed)
+    if path is not None:
+        import json
+
+        _write_cache(path, json.dumps(data.summary()))
+    return data
+
+
+def _summary_path(task: Task, source: str, dev_size: int, dev_seed: int):
+    """Where the summary of these files is kept: keyed on the files themselves (paths, sizes, modification times) or,
+    from the hub, on the pinned revision; on the dev split's request and scikit-learn's version (which carve it); on
+    numpy's (which draws the length sample). None where the data cannot be pinned (the hub at a moving revision)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .cache import cache_root, stable_hash
+
+    if source == "hub":
+        if not (isinstance(task.revision, str) and len(task.revision) == 40):
+            return None
+        where = [task.hub_id, task.hub_config, task.revision]
+    else:
+        root = EMBEDDED_DIR if source == "embedded" else Path(source)
+        where = []
+        for split in (task.train_split, task.eval_split):
+            files = _parquet_files(root, task, split)
+            if not files:
+                return None  # the load says what is missing
+            where += [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+    try:
+        versions = [version("scikit-learn"), np.__version__]
+    except PackageNotFoundError:
+        return None
+    key = stable_hash({"task": task.name, "fields": list(task.text_fields), "splits": [task.train_split, task.eval_split],
+                       "where": where, "dev": [dev_size, dev_seed], "versions": versions})
+    return cache_root() / "data-summaries" / f"{task.name}-{key}.json"
+
+
+def _load_task_data(task: Task, source: str, dev_size: int, dev_seed: int) -> TaskData:
     train = load_split(task, task.train_split, source)
     evaluation = load_split(task, task.eval_split, source)
     # the whole Arrow column at once (a datasets Column converts row by row: 1-3 s on QQP's 81k rows)

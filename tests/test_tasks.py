@@ -90,6 +90,84 @@ def test_a_cached_data_fingerprint_follows_the_files(tmp_path):
     assert changed["id"] != first["id"]
 
 
+def test_planning_reads_a_summary_of_the_same_files_and_loads_the_data_only_when_used(tmp_path, monkeypatch):
+    """A second plan of the same files answers from the kept summary exactly as the data would, without reading
+    them; texts load them then; a changed file is planned from the data again."""
+    import time
+
+    import pandas as pd
+
+    import dilmbench.tasks as tasks
+    from dilmbench.tasks import PlannedData, TaskData
+
+    rows = pd.DataFrame({"premise": [f"premise number {i} " * (1 + i % 4) for i in range(90)],
+                         "hypothesis": [f"h {i}" for i in range(90)], "label": [i % 3 for i in range(90)],
+                         "idx": range(90)})
+    (tmp_path / "mnli").mkdir()
+    for split in ("train", "validation_matched"):
+        rows.to_parquet(tmp_path / "mnli" / f"{split}-00000-of-00001.parquet")
+    task = TASKS["mnli"]
+    first = load_task_data(task, str(tmp_path), dev_size=9, planning=True)
+    assert type(first) is TaskData  # nothing kept yet: the data itself
+    loads = []
+    real = tasks._load_task_data
+    monkeypatch.setattr(tasks, "_load_task_data", lambda *a: loads.append(a) or real(*a))
+    planned = load_task_data(task, str(tmp_path), dev_size=9, planning=True)
+    assert type(planned) is PlannedData
+    assert planned.fingerprint() == first.fingerprint() and planned.provenance() == first.provenance()
+    assert [planned.rows(s) for s in ("pool", "dev", "eval")] == [81, 9, 90]
+    assert planned.class_counts("pool") == first.class_counts("pool") == [27, 27, 27]
+    for a, b in zip(planned.length_sample(), first.length_sample()):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert planned.dev_size == first.dev_size == 9 and planned.task is task and loads == []
+    assert planned.texts("pool") == first.texts("pool") and len(loads) == 1  # loaded on first use, once
+    assert np.array_equal(planned.labels("dev"), first.labels("dev")) and len(loads) == 1
+    # another dev split is another summary
+    assert type(load_task_data(task, str(tmp_path), dev_size=6, planning=True)) is TaskData
+    time.sleep(1.1)  # a new modification time
+    rows.loc[3, "premise"] = "another premise"
+    rows.to_parquet(tmp_path / "mnli" / "train-00000-of-00001.parquet")
+    again = load_task_data(task, str(tmp_path), dev_size=9, planning=True)
+    assert type(again) is TaskData and again.fingerprint()["id"] != first.fingerprint()["id"]
+
+
+def test_planned_data_that_no_longer_matches_its_files_stops_when_loaded(tmp_path):
+    import pandas as pd
+
+    from dilmbench.tasks import PlannedData
+
+    rows = pd.DataFrame({"sentence": [f"text {i}" for i in range(60)], "label": [i % 2 for i in range(60)],
+                         "idx": range(60)})
+    (tmp_path / "sst2").mkdir()
+    for split in ("train", "validation"):
+        rows.to_parquet(tmp_path / "sst2" / f"{split}-00000-of-00001.parquet")
+    summary = load_task_data(TASKS["sst2"], str(tmp_path), dev_size=6).summary()
+    summary["fingerprint"] = {**summary["fingerprint"], "id": "0123456789ab"}  # planned on other data
+    planned = PlannedData(TASKS["sst2"], str(tmp_path), 6, 0, summary)
+    with pytest.raises(DilmbenchError, match="sst2's data changed after this grid was planned"):
+        planned.texts("pool")
+
+
+def test_a_second_dry_run_of_the_same_data_does_not_import_datasets(glue_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom dilmbench.cli import main\n"
+            "try:\n    main(['run', '--preset', 'quick', '--methods', 'random,herding', '--task', 'sst2,qqp', "
+            "'--dry-run', '--out', sys.argv[1]], standalone_mode=False)\n"
+            "finally:\n    print('datasets imported:', 'datasets' in sys.modules)\n")
+    env = {**os.environ, "DILMBENCH_DATA_DIR": str(glue_dir)}
+    said = [subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], env=env, capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    for r in said:
+        assert r.returncode == 0 and "total: " in r.stdout, r.stdout + r.stderr
+    assert "datasets imported: True" in said[0].stdout  # the first plan reads the files
+    assert "datasets imported: False" in said[1].stdout
+    strip = lambda out: [l for l in out.splitlines() if not l.startswith(("planned in", "datasets imported"))]  # noqa: E731
+    assert strip(said[0].stdout) == strip(said[1].stdout)
+
+
 def test_local_dir_pairs_stay_pairs(glue_dir):
     data = load_task_data(TASKS["qqp"], str(glue_dir), dev_size=10)
     texts = data.texts("pool")
