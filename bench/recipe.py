@@ -28,6 +28,7 @@ FAST_PATH_UNRECORDED = 2
 _ENCODERS_SINCE_2 = {"bert", "roberta", "xlnet", "distilbert", "albert", "electra", "xlm-roberta", "camembert",
                      "mpnet", "deberta", "deberta-v2"}
 _LEARNER_VERSION: dict = {}
+_UNREAD: set = set()  # learners whose config could not be read (fast_path_version)
 
 
 def fast_path_version(learner: str) -> int:
@@ -39,11 +40,19 @@ def fast_path_version(learner: str) -> int:
         from .models import resolve_model
 
         cfg = local_config(resolve_model(learner)) or KNOWN_CONFIGS.get(learner) or {}
+        if not cfg:
+            _UNREAD.add(learner)
         dropout = next((cfg[k] for k in ("attention_probs_dropout_prob", "attention_dropout", "dropout")
                         if isinstance(cfg.get(k), (int, float))), None)
         unchanged = cfg.get("model_type") in _ENCODERS_SINCE_2 and not cfg.get("is_decoder") and dropout != 0
         _LEARNER_VERSION[learner] = 2 if unchanged else FAST_PATH_VERSION
     return _LEARNER_VERSION[learner]
+
+
+def fast_path_version_known(learner: str) -> bool:
+    """Whether fast_path_version read ``learner``'s config here (False: it assumed the newest version)."""
+    fast_path_version(learner)
+    return learner not in _UNREAD
 
 
 @dataclass(frozen=True)

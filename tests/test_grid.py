@@ -242,3 +242,19 @@ def test_validate_names_results_whose_entry_now_states_another_configuration(mad
     _declare(made, _entry(tiny_bert, method_options={"herding": {}}),
              _entry(tiny_bert, methods=["random"], dpc=[3], sets=1))
     assert _cli("validate", made).exit_code == 0
+
+
+def test_validate_leaves_the_fast_path_version_to_deep_where_the_learners_config_is_not_here(made, tiny_bert,
+                                                                                            monkeypatch):
+    """A fast-path run's identity carries the fast path's version for its learner, read from the learner's config;
+    validate reads no model, so where the config is not here (a CI machine without the model) that part is not
+    compared, and where it is, a run made at another version is named."""
+    import dilmbench.recipe as recipe
+
+    assert _cli("validate", made).exit_code == 0
+    monkeypatch.setitem(recipe._LEARNER_VERSION, tiny_bert, recipe.FAST_PATH_VERSION)  # as if the model were a decoder
+    res = _cli("validate", made)
+    assert res.exit_code == 1 and f"learner_identity: the entry gives {{'fast_path': {recipe.FAST_PATH_VERSION}}}, " \
+                                  "the run recorded nothing" in res.output, res.output
+    monkeypatch.setattr(recipe, "_UNREAD", {tiny_bert})  # its config could not be read here: version assumed
+    assert _cli("validate", made).exit_code == 0
