@@ -67,18 +67,24 @@ def test_a_dev_split_made_once_is_read_back_as_scikit_learn_makes_it(monkeypatch
     assert (carve_dev(labels, 90, seed=4)[1] == dev).all()
 
 
+def _sst2_files(root: Path, n: int = 60):
+    """SST-2 in the hub's parquet layout under ``root``, the same n rows as train and validation -> the rows."""
+    import pandas as pd
+
+    rows = pd.DataFrame({"sentence": [f"text {i}" for i in range(n)], "label": [i % 2 for i in range(n)],
+                         "idx": range(n)})
+    (root / "sst2").mkdir()
+    for split in ("train", "validation"):
+        rows.to_parquet(root / "sst2" / f"{split}-00000-of-00001.parquet")
+    return rows
+
+
 def test_a_cached_data_fingerprint_follows_the_files(tmp_path):
     """The data fingerprint kept in the cache is read back for the same files and made again when a file changes."""
     import os
     import time
 
-    import pandas as pd
-
-    rows = pd.DataFrame({"sentence": [f"text {i}" for i in range(60)], "label": [i % 2 for i in range(60)],
-                         "idx": range(60)})
-    (tmp_path / "sst2").mkdir()
-    for split in ("train", "validation"):
-        rows.to_parquet(tmp_path / "sst2" / f"{split}-00000-of-00001.parquet")
+    rows = _sst2_files(tmp_path)
     first = load_task_data(TASKS["sst2"], str(tmp_path), dev_size=6).fingerprint()
     assert load_task_data(TASKS["sst2"], str(tmp_path), dev_size=6).fingerprint() == first
     cached = list((Path(os.environ["DILMBENCH_CACHE"]) / "data-fingerprints").glob("sst2-*.json"))
@@ -132,15 +138,9 @@ def test_planning_reads_a_summary_of_the_same_files_and_loads_the_data_only_when
 
 
 def test_planned_data_that_no_longer_matches_its_files_stops_when_loaded(tmp_path):
-    import pandas as pd
-
     from dilmbench.tasks import PlannedData
 
-    rows = pd.DataFrame({"sentence": [f"text {i}" for i in range(60)], "label": [i % 2 for i in range(60)],
-                         "idx": range(60)})
-    (tmp_path / "sst2").mkdir()
-    for split in ("train", "validation"):
-        rows.to_parquet(tmp_path / "sst2" / f"{split}-00000-of-00001.parquet")
+    _sst2_files(tmp_path)
     summary = load_task_data(TASKS["sst2"], str(tmp_path), dev_size=6).summary()
     summary["fingerprint"] = {**summary["fingerprint"], "id": "0123456789ab"}  # planned on other data
     planned = PlannedData(TASKS["sst2"], str(tmp_path), 6, 0, summary)
