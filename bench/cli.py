@@ -313,7 +313,8 @@ def report(results, site, reference, split):
 def validate(results, expect, as_json, deep, data_dir):
     """Check a results folder as a whole: every file a complete result of the current schema, provenance complete,
     one configuration, one data and distinct seeds per cell, every text set there and unchanged, dev scores kept
-    apart, and the grid complete. Exit 0 when all holds, 1 with the list otherwise."""
+    apart, and the grid complete (with a grid.yaml: every declared run there and made as its entry states today).
+    Exit 0 when all holds, 1 with the list otherwise."""
     import json
     import shlex
 
