@@ -411,6 +411,7 @@ class Runner:
         env = environment_summary()
         dev = device_info(self.device)
         split = cfg.get("score_split", "eval")
+        open_bars: list = []
         for pm in plan:
             task, data, load_s, spec, planned = pm.task, pm.data, pm.load_s, pm.spec, pm.cells
             ectx = EvalContext(data=data, device=self.device, cache_dir=self.cache_dir, progress=self.progress,
@@ -465,9 +466,14 @@ class Runner:
             for group in groups.values():  # the last, partial batches of this task and method
                 self._dispatch(group, ectx, workers, task, data, split)
             groups.clear()
-            while workers is not None and workers.pending:
-                for done in workers.harvest(block=True):
-                    self._finish(*done)
+            if workers is None:
+                bar.close()
+            else:  # its runs still out: the next method's runs join the queue behind them (no worker idles at the
+                open_bars.append(bar)  # end of a method whose last round has fewer runs than workers)
+        while workers is not None and workers.pending:
+            for done in workers.harvest(block=True):
+                self._finish(*done)
+        for bar in open_bars:
             bar.close()
         if workers is not None:
             workers.close()

@@ -36,6 +36,31 @@ def test_workers_give_the_same_results_as_one_process(glue_dir, tiny_bert, tmp_p
     assert not list(two.rglob("*.tmp*"))
 
 
+def test_the_next_methods_runs_queue_behind_the_last_ones_without_waiting_for_them(glue_dir, tiny_bert, tmp_path,
+                                                                                    monkeypatch):
+    """No barrier between methods: a method whose last round has fewer runs than workers would leave a worker idle
+    until its runs were done. Every run is handed out before the driver first waits for one."""
+    import dilmbench.workers as workers
+
+    events = []
+
+    class Logged(workers.LocalWorkers):
+        def submit(self, job, meta, tries=0):
+            events.append("submit")
+            return super().submit(job, meta, tries)
+
+        def harvest(self, block=False):
+            if block:
+                events.append("wait")
+            return super().harvest(block)
+
+    monkeypatch.setattr(workers, "LocalWorkers", Logged)
+    counts = Runner(_cfg(glue_dir, tiny_bert, inits=1), tmp_path / "out", progress=False, cache_dir=tmp_path / "c",
+                    workers=2, threads_per_worker=1).run()
+    assert counts["done"] == 4 and len(_scores(tmp_path / "out")) == 4
+    assert events.count("submit") == 4 and "wait" not in events[:events.index("submit") + 4], events
+
+
 def test_a_killed_worker_is_retried_and_nothing_is_written_twice_or_half(glue_dir, tiny_bert, tmp_path):
     import multiprocessing
     import threading
