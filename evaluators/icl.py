@@ -101,12 +101,20 @@ class ICLEvaluator(Evaluator):
         self._perplexity: dict = {}
         self._longest_query: dict = {}  # (learner, task, split, max_eval) -> the longest query + label word, in tokens
         self._fit_models: dict = {}  # learner -> (its tokenizer, its config), read once for check_fits
-        self.backend = self._pick_backend(self.config["backend"])
+        if self.config["backend"] not in ("auto", "transformers", "vllm"):  # said when built, before any run
+            raise DilmbenchError(f"icl backend must be auto, transformers or vllm, got '{self.config['backend']}'")
+        self._backend: str | None = None
+
+    @property
+    def backend(self) -> str:
+        """The backend that scores: picked on first use (it imports torch, and perhaps vllm), so that planning a grid
+        (a dry run) does not pay for either."""
+        if self._backend is None:
+            self._backend = self._pick_backend(self.config["backend"])
+        return self._backend
 
     @staticmethod
     def _pick_backend(requested: str) -> str:
-        if requested not in ("auto", "transformers", "vllm"):
-            raise DilmbenchError(f"icl backend must be auto, transformers or vllm, got '{requested}'")
         if requested == "transformers":
             return requested
         if requested == "auto":

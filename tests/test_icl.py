@@ -170,3 +170,18 @@ def test_demo_perplexity_is_recorded_and_an_absurd_one_stops_the_evaluator(glue_
     strict = EVALUATORS.get("icl")(learners=[tiny_gpt], backend="transformers", max_eval=4, max_demo_perplexity=1.5)
     with pytest.raises(DilmbenchError, match=r"perplexity \d+ \(limit 2\).*broken"):
         strict.evaluate(ctx, ts, tiny_gpt, seed=0)
+
+
+def test_the_backend_is_checked_when_built_and_picked_only_when_used(monkeypatch):
+    """Planning a grid builds the evaluator: a bad backend stops it there, and the pick, which imports torch (and
+    perhaps vllm), waits for a run."""
+    from dilmbench.errors import DilmbenchError
+    from dilmbench.evaluators.icl import ICLEvaluator
+
+    with pytest.raises(DilmbenchError, match="icl backend must be auto, transformers or vllm, got 'torch'"):
+        ICLEvaluator(backend="torch")
+    picked = []
+    monkeypatch.setattr(ICLEvaluator, "_pick_backend", staticmethod(lambda r: picked.append(r) or "transformers"))
+    ev = ICLEvaluator(backend="auto")
+    assert picked == []
+    assert ev.backend == "transformers" and ev.backend == "transformers" and picked == ["auto"]
