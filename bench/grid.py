@@ -196,4 +196,3 @@ def _first_difference(want, got, where: str = "") -> str:
                 return (f"{where + '.' if where else ''}{k}: {said(want, 'the entry gives')}, "
                         f"{said(got, 'the run recorded')}")
     return f"{where}: the entry gives {want!r}, the run recorded {got!r}"
-

@@ -437,13 +437,13 @@ def load_task_data(task: Task, source: str | None = None, dev_size: int = 2000, 
     """The task's data: train split in pool and dev (carve_dev), the evaluation split. ``planning``: a PlannedData
     where the cache holds a summary of these very files (after the first plan of them), else the TaskData, whose
     summary is then kept for the next plan."""
+    import json
+
     source = resolve_source(source)
     if not planning:
         return _load_task_data(task, source, dev_size, dev_seed)
     path = _summary_path(task, source, dev_size, dev_seed)
     if path is not None:
-        import json
-
         try:
             summary = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -452,8 +452,6 @@ def load_task_data(task: Task, source: str | None = None, dev_size: int = 2000, 
             return PlannedData(task, source, dev_size, dev_seed, summary)
     data = _load_task_data(task, source, dev_size, dev_seed)
     if path is not None:
-        import json
-
         _write_cache(path, json.dumps(data.summary()))
     return data
 
