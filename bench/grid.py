@@ -177,12 +177,13 @@ def check_declared_identities(folder: str | Path, declared: list[DeclaredRun], r
                 want["learner_identity"] = got["learner_identity"]
         if stable_hash(want) != stable_hash(got):
             problems.append({"check": "declared", "path": d.relpath,
-                             "detail": f"not as entry {d.entry} of {GRID_FILE} states: {_first_difference(want, got)}"})
+                             "detail": f"not as entry {d.entry} of {GRID_FILE} states: "
+                                       f"{first_difference(want, got, ('the entry gives', 'the run recorded'))}"})
     return problems
 
 
-def _first_difference(want, got, where: str = "") -> str:
-    """The first place two identities differ, as 'path: the entry gives X, the run recorded Y'."""
+def first_difference(want, got, said: tuple[str, str], where: str = "") -> str:
+    """The first place two run identities differ, as 'path: <said[0]> X, <said[1]> Y'."""
     from .cache import stable_hash
 
     if isinstance(want, dict) and isinstance(got, dict):
@@ -191,8 +192,7 @@ def _first_difference(want, got, where: str = "") -> str:
                 continue
             if k not in got or k not in want or stable_hash(want[k]) != stable_hash(got[k]):
                 if k in got and k in want:
-                    return _first_difference(want[k], got[k], f"{where}.{k}" if where else str(k))
-                said = lambda d, who: f"{who} {d[k]!r}" if k in d else f"{who} nothing"  # noqa: E731
-                return (f"{where + '.' if where else ''}{k}: {said(want, 'the entry gives')}, "
-                        f"{said(got, 'the run recorded')}")
-    return f"{where}: the entry gives {want!r}, the run recorded {got!r}"
+                    return first_difference(want[k], got[k], said, f"{where}.{k}" if where else str(k))
+                gives = lambda d, who: f"{who} {d[k]!r}" if k in d else f"{who} nothing"  # noqa: E731
+                return f"{where + '.' if where else ''}{k}: {gives(want, said[0])}, {gives(got, said[1])}"
+    return f"{where}: {said[0]} {want!r}, {said[1]} {got!r}"

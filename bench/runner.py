@@ -27,6 +27,7 @@ from .cards import set_card
 from .cache import cache_root, stable_hash
 from .errors import DilmbenchError
 from .config import Overwrite, build_evaluator, embed_identity
+from .grid import first_difference
 from .registry import METHODS
 from .seeds import derive_seed  # noqa: F401  (re-exported: dilmbench.runner.derive_seed)
 from .tasks import get_task, load_task_data
@@ -363,7 +364,13 @@ class Runner:
                             if status == "done" and self._model_changed(record, learner, method_models):
                                 status = "other-model"
                             if status in CHANGED and self.overwrite == "only-missing":
-                                in_the_way.append((path, status))
+                                why = REPLACING[status]
+                                if status == "other-config" and not in_the_way:  # the example says what differs
+                                    why += ": " + first_difference({**run_ident, "set_identity": ident},
+                                                                   {k: v for k, v in record["config"].items()
+                                                                    if k != "preset"},
+                                                                   ("this run gives", "the result recorded"))
+                                in_the_way.append((path, why))
                             runs.append(PlannedRun(learner, init, path, run_hash, run_ident, status))
                     planned.append(PlannedSet(dpc, set_index, given, ident, set_hash, runs))
                 plan.append(PlannedMethod(task, data, load_s, spec, planned))
@@ -371,7 +378,7 @@ class Runner:
             path, why = in_the_way[0]
             raise DilmbenchError(
                 f"{len(in_the_way)} finished result(s) in {self.out} do not match this run "
-                f"(e.g. {path}: {REPLACING[why]}); use another --out, or --overwrite changed to replace them")
+                f"(e.g. {path}: {why}); use another --out, or --overwrite changed to replace them")
         return plan
 
     def run(self) -> dict:

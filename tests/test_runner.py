@@ -91,7 +91,8 @@ def test_changed_protocol_stops_unless_told_to_replace(glue_dir, tiny_bert, tmp_
     (_runs(out)[1]).unlink()  # one run missing: even it is not run, the whole grid is checked first
     cfg["evaluator_options"]["finetune"]["steps"] = 4
     # a finished result made under another configuration would be destroyed: stop before anything runs
-    with pytest.raises(DilmbenchError, match=r"1 finished result\(s\) in .* another configuration\).*--overwrite changed"):
+    with pytest.raises(DilmbenchError, match=r"1 finished result\(s\) in .* another configuration: evaluator_config"
+                                             r"\.steps: this run gives 4, the result recorded 3\).*--overwrite changed"):
         Runner(cfg, out, progress=False).run()
     assert len(_runs(out)) == 1 and all(p.read_text() == before[p] for p in out.rglob("*") if p.is_file())
     res = CliRunner().invoke(main, ["run", "--preset", "quick", "--task", "sst2", "--methods", "random", "--dpc", "2",
