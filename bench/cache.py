@@ -43,3 +43,18 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def first_difference(want, got, said: tuple[str, str], where: str = "") -> str:
+    """The first place two run identities differ, as 'path: <said[0]> X, <said[1]> Y' (validate and the runner's
+    refusal say what differs with it)."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        for k in sorted(set(want) | set(got), key=str):
+            if k == "set":  # the set's hash follows from set_identity, which is compared itself
+                continue
+            if k not in got or k not in want or stable_hash(want[k]) != stable_hash(got[k]):
+                if k in got and k in want:
+                    return first_difference(want[k], got[k], said, f"{where}.{k}" if where else str(k))
+                gives = lambda d, who: f"{who} {d[k]!r}" if k in d else f"{who} nothing"  # noqa: E731
+                return f"{where + '.' if where else ''}{k}: {gives(want, said[0])}, {gives(got, said[1])}"
+    return f"{where}: {said[0]} {want!r}, {said[1]} {got!r}"

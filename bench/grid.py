@@ -146,7 +146,7 @@ def check_declared_identities(folder: str | Path, declared: list[DeclaredRun], r
     (nothing loaded, so this runs on every validate; ``--deep`` also checks the data and the model snapshots): a
     result made under options its entry no longer states (a method option whose default changed since, say) would
     otherwise pass as declared. ``records`` maps a run's path (relative to the folder) to its result -> problems."""
-    from .cache import stable_hash
+    from .cache import first_difference, stable_hash
     from .recipe import fast_path_version_known
     from .runner import Runner
 
@@ -180,19 +180,3 @@ def check_declared_identities(folder: str | Path, declared: list[DeclaredRun], r
                              "detail": f"not as entry {d.entry} of {GRID_FILE} states: "
                                        f"{first_difference(want, got, ('the entry gives', 'the run recorded'))}"})
     return problems
-
-
-def first_difference(want, got, said: tuple[str, str], where: str = "") -> str:
-    """The first place two run identities differ, as 'path: <said[0]> X, <said[1]> Y'."""
-    from .cache import stable_hash
-
-    if isinstance(want, dict) and isinstance(got, dict):
-        for k in sorted(set(want) | set(got), key=str):
-            if k == "set":  # the set's hash follows from set_identity, which is compared itself
-                continue
-            if k not in got or k not in want or stable_hash(want[k]) != stable_hash(got[k]):
-                if k in got and k in want:
-                    return first_difference(want[k], got[k], said, f"{where}.{k}" if where else str(k))
-                gives = lambda d, who: f"{who} {d[k]!r}" if k in d else f"{who} nothing"  # noqa: E731
-                return f"{where + '.' if where else ''}{k}: {gives(want, said[0])}, {gives(got, said[1])}"
-    return f"{where}: {said[0]} {want!r}, {said[1]} {got!r}"

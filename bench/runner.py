@@ -24,10 +24,9 @@ import numpy as np
 
 from .api import EvalContext, MethodContext
 from .cards import set_card
-from .cache import cache_root, stable_hash
+from .cache import cache_root, first_difference, stable_hash
 from .errors import DilmbenchError
 from .config import Overwrite, build_evaluator, embed_identity
-from .grid import first_difference
 from .registry import METHODS
 from .seeds import derive_seed  # noqa: F401  (re-exported: dilmbench.runner.derive_seed)
 from .tasks import get_task, load_task_data
