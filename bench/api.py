@@ -286,6 +286,11 @@ class Evaluator:
         identity() so that a change that alters one learner's numbers leaves the others' results valid."""
         return {}
 
+    def learner_identity_known(self, learner: str) -> bool:
+        """Whether learner_identity(learner) is what a run would record, as far as this machine can tell without the
+        model (finetune's reads the learner's config; where it is not here, validate leaves that part to --deep)."""
+        return True
+
     def close(self) -> None:
         """Release what evaluate() kept across runs (models, engines and their worker processes); the runner calls
         it when the grid is done."""

@@ -147,7 +147,6 @@ def check_declared_identities(folder: str | Path, declared: list[DeclaredRun], r
     result made under options its entry no longer states (a method option whose default changed since, say) would
     otherwise pass as declared. ``records`` maps a run's path (relative to the folder) to its result -> problems."""
     from .cache import first_difference, stable_hash
-    from .recipe import fast_path_version_known
     from .runner import Runner
 
     folder = Path(folder)
@@ -171,9 +170,9 @@ def check_declared_identities(folder: str | Path, declared: list[DeclaredRun], r
         if "content_hash" in recorded_set:  # a given set: its content is checked against the run (the set check)
             ident["content_hash"] = recorded_set["content_hash"]
         want = {**runner.run_identity(stable_hash(ident), d.learner, d.init), "set_identity": ident}
-        if not fast_path_version_known(d.learner):  # the fast path's version for it cannot be told without its
-            want.pop("learner_identity", None)      # config (not here): that part is left to --deep, which needs
-            if "learner_identity" in got:           # the model anyway
+        if not runner.evaluator.learner_identity_known(d.learner):  # (it needs the model: left to --deep)
+            want.pop("learner_identity", None)
+            if "learner_identity" in got:
                 want["learner_identity"] = got["learner_identity"]
         if stable_hash(want) != stable_hash(got):
             problems.append({"check": "declared", "path": d.relpath,

@@ -17,10 +17,10 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 
 from .api import EvalContext, MethodContext
 from .cards import set_card
@@ -272,14 +272,17 @@ class Runner:
                                 **embed_identity(self.cfg)}
         return ident
 
+    @cached_property
+    def _evaluator_identity(self) -> tuple[dict, dict]:
+        """The evaluator's configuration (less its learners, which each run names) and code, as every run carries them."""
+        ident = self.evaluator.identity()
+        return ({k: v for k, v in ident["config"].items() if k != "learners"},
+                {k: v for k, v in ident.items() if k in ("version", "source_sha256")})
+
     def run_identity(self, set_hash: str, learner: str, init: int) -> dict:
         """One run's identity (its hash names the result): its set's, the evaluator's configuration and code, the
         learner, the init."""
-        if not hasattr(self, "_eval_identity"):
-            ident = self.evaluator.identity()
-            self._eval_identity = ({k: v for k, v in ident["config"].items() if k != "learners"},
-                                   {k: v for k, v in ident.items() if k in ("version", "source_sha256")})
-        eval_ident, eval_code = self._eval_identity
+        eval_ident, eval_code = self._evaluator_identity
         run_ident = {"set": set_hash, "evaluator": self.evaluator.name, "evaluator_config": eval_ident,
                      "learner": learner, "init": init}
         if eval_code:  # (built-ins without a version keep the identity they always had)

@@ -179,12 +179,17 @@ def _load_split_cached(task_name: str, split: str, source: str, stamp: tuple = (
     return ds
 
 
+def _file_stamps(files: list[str]) -> tuple:
+    """(path, size, modification time) of each file: what tells a changed local file from the one read before."""
+    stats = [(f, os.stat(f)) for f in files]
+    return tuple((f, st.st_size, st.st_mtime_ns) for f, st in stats)
+
+
 def load_split(task: Task, split: str, source: str | None = None):
     source = resolve_source(source)
     stamp = ()
     if source != "hub":
-        files = _parquet_files(EMBEDDED_DIR if source == "embedded" else Path(source), task, split)
-        stamp = tuple((f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files)
+        stamp = _file_stamps(_parquet_files(EMBEDDED_DIR if source == "embedded" else Path(source), task, split))
     return _load_split_cached(task.name, split, source, stamp)
 
 
@@ -475,7 +480,7 @@ def _summary_path(task: Task, source: str, dev_size: int, dev_seed: int):
             files = _parquet_files(root, task, split)
             if not files:
                 return None  # the load says what is missing
-            where += [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files]
+            where += list(_file_stamps(files))
     try:
         versions = [version("scikit-learn"), np.__version__]
     except PackageNotFoundError:

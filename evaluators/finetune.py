@@ -43,6 +43,11 @@ class FinetuneEvaluator(Evaluator):
         version = self.recipe.fast_path(fast_path_version(learner))
         return {"fast_path": version} if version > FAST_PATH_UNRECORDED else {}
 
+    def learner_identity_known(self, learner: str) -> bool:
+        from dilmbench.recipe import fast_path_version_known
+
+        return not self.config.get("fast") or fast_path_version_known(learner)
+
     def identity(self) -> dict:
         ident = super().identity()
         ident["config"].pop("fast_version", None)  # in a run's identity as the version it gives (learner_identity)
