@@ -9,8 +9,13 @@ def funcs(src, fname):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             out.append((node.end_lineno - node.lineno + 1, f"{fname}:{node.name}"))
     return out
+if len(sys.argv) != 2:
+    sys.exit("usage: python benchmarks/tools/longest_functions.py REV")
 rev = sys.argv[1]
-files = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev], capture_output=True, text=True).stdout.split()
+listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev], capture_output=True, text=True)
+if listed.returncode:
+    sys.exit(f"longest_functions: {rev!r} is not a revision of this repository")
+files = listed.stdout.split()
 allf = []
 for f in files:
     if f.endswith(".py") and f.split("/")[0] in ("bench", "methods", "evaluators"):
