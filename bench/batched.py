@@ -102,7 +102,7 @@ class GroupedStreams:
     def dropout(self, x, p: float):
         if p <= 0:
             return x
-        R, rows, L = self.g.R, self.g.rows, x.shape[-2] if x.dim() == 4 else (x.shape[1] if x.dim() == 3 else None)
+        rows, L = self.g.rows, x.shape[-2] if x.dim() == 4 else (x.shape[1] if x.dim() == 3 else None)
         masks = []
         for r, stream in enumerate(self.streams):
             own = list(x.shape)

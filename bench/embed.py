@@ -33,8 +33,6 @@ def cls_positions(input_ids, attention_mask, cls_id: int | None):
     """Where each row's classification token sits, by the model's own rule: the first occurrence of its CLS token
     (position 0 for BERT and RoBERTa, the end of the text for XLNet, whose tokenizer pads on the left); without a CLS
     token, the first real token."""
-    import torch
-
     if cls_id is not None:
         hit = input_ids == cls_id
         if bool(hit.any(1).all()):

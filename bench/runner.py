@@ -396,7 +396,7 @@ class Runner:
 
     def _run(self) -> dict:
         from .progress import progress
-        from .provenance import device_info, environment_summary, model_revision
+        from .provenance import device_info, environment_summary
 
         self.preflight()
         plan = self.plan()

@@ -76,7 +76,6 @@ def main():
 
     import dilmbench.fastpath as fp
     import dilmbench.finetune as ft
-    from dilmbench.models import load_tokenizer
     from dilmbench.tasks import TASKS, load_split
     from transformers import AutoConfig
 

@@ -153,6 +153,7 @@ def estimate(args_list: list[str], env: dict, device: str, flops: float) -> dict
     os.environ.update(env)
     try:
         ctx = cli.run.make_context("run", list(args_list))
+        p = ctx.params
         from dataclasses import replace
 
         from dilmbench.config import RunOptions
