@@ -14,6 +14,8 @@ from dilmbench.registry import EVALUATORS
 from dilmbench.tasks import TASKS, load_task_data
 from dilmbench.textset import TextSet
 
+if len(sys.argv) not in (4, 5) or not (sys.argv[2].isdigit() and sys.argv[3].isdigit()):
+    sys.exit("usage: python benchmarks/speed/cpu_bf16.py TASK DPC SETS [DATA_DIR] (DPC and SETS whole numbers)")
 task_name, dpc, n_sets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 source = sys.argv[4] if len(sys.argv) > 4 else "embedded"
 task = TASKS[task_name]

@@ -12,6 +12,8 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+if len(sys.argv) != 3 or not Path(sys.argv[1]).is_file():
+    sys.exit("usage: python benchmarks/tools/report_screenshot.py SITE/index.html SHOT.png (an existing page)")
 page, shot = Path(sys.argv[1]).resolve(), Path(sys.argv[2])
 opts = Options()
 opts.binary_location = shutil.which("chromium") or shutil.which("google-chrome")
