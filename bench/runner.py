@@ -17,10 +17,9 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
-
 
 from .api import EvalContext, MethodContext
 from .cards import set_card

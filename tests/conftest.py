@@ -15,6 +15,18 @@ FILLER = "the movie film story cast plot is was a an and it this that with".spli
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
+def load_script(rel: str):
+    """A repository script (benchmarks/...) imported as a module, for the tests that call its functions."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / rel
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _sentence(rng, words):
     return " ".join(rng.choice(FILLER) for _ in range(rng.randint(1, 6))) + " " + " ".join(rng.choice(words) for _ in range(rng.randint(1, 3)))
 

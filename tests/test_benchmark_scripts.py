@@ -1,20 +1,10 @@
 """The benchmark scripts' own helpers that no other test reaches (a refactor once left one calling a name it no
 longer defined, and nothing ran it until a rehearsal on a device)."""
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script(rel: str):
-    spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_script
 
 
 def test_rehearsal_estimate_plans_a_step_command(glue_dir, tiny_bert, tmp_path):
-    rehearsal = _script("benchmarks/speed/paper_rehearsal.py")
+    rehearsal = load_script("benchmarks/speed/paper_rehearsal.py")
     args = ["--preset", "quick", "--task", "sst2", "--methods", "random", "--dpc", "2", "--sets", "2", "--inits", "1",
             "--learners", tiny_bert, "--encoder", tiny_bert, "--steps", "3", "--data-dir", str(glue_dir),
             "--out", str(tmp_path / "none")]

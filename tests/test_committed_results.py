@@ -1,13 +1,9 @@
 """Every committed results folder says in its validate.txt what `dilmbench validate` says of it now."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-spec = importlib.util.spec_from_file_location("validate_committed",
-                                              Path(__file__).parent.parent / "benchmarks" / "tools" / "validate_committed.py")
-vc = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(vc)
+from conftest import load_script
+
+vc = load_script("benchmarks/tools/validate_committed.py")
 
 
 @pytest.mark.parametrize("folder", vc.folders(), ids=lambda f: str(f.relative_to(vc.ROOT)))
