@@ -11,6 +11,7 @@ largest, and how many runs were paired.
 
 Usage: HF_HUB_OFFLINE=1 python benchmarks/speed/quick_grid_wall.py [--out results/benchmarks/quick_grid_fast]
        [--against results/benchmarks/grid_executors/1_process_x_2_threads,results/quick-sst2] [--report-only]
+       [--record results/benchmarks/quick_grid_wall.json] [--compare ANOTHER_FOLDER_OF_THE_SAME_COMMAND]
 Writes results/benchmarks/quick_grid_wall.json ({"runs", "wall_s", "command", "commit", ...}).
 """
 import argparse
@@ -84,6 +85,8 @@ def main():
     ap.add_argument("--against", default="results/benchmarks/grid_executors/1_process_x_2_threads,results/quick-sst2")
     ap.add_argument("--record", type=Path, default=ROOT / "results/benchmarks/quick_grid_wall.json")
     ap.add_argument("--report-only", action="store_true", help="print the record and the pairing; run nothing")
+    ap.add_argument("--compare", type=Path, help="another folder of the same command's runs (another sitting): how "
+                                                 "many sets and scores are the same")
     a = ap.parse_args()
     command = COMMAND + ["--out", os.path.relpath(a.out, ROOT)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -135,6 +138,31 @@ def main():
     if len(allp):
         print(f"  all:    n={len(allp):2d}  mean {allp.mean():+.2f}  std {allp.std():.2f}  "
               f"(standard error of the mean {allp.std() / np.sqrt(len(allp)):.2f})")
+
+
+    if a.compare:
+        compare(new, a.compare)
+
+
+def compare(new: list[dict], folder: Path) -> None:
+    """Run by run (method, DPC, set index, init) against the same command's runs in ``folder``: the same text set
+    (content hash), and the score's difference where it is."""
+    if not (folder / "runs").is_dir():
+        sys.exit(f"--compare: no runs/ under {folder}")
+    other = {(r["method"], r["dpc"], r["set_index"], r["init_index"]): r for r in runs(folder)}
+    same_set, diffs, missing = 0, [], 0
+    for r in new:
+        o = other.get((r["method"], r["dpc"], r["set_index"], r["init_index"]))
+        if o is None:
+            missing += 1
+        elif o["textset"]["content_hash"] == r["textset"]["content_hash"]:
+            same_set += 1
+            diffs.append(100 * (r["score"] - o["score"]))
+    d = np.asarray(diffs)
+    print(f"against {os.path.relpath(folder, ROOT)} (the same command, another sitting): {same_set} of {len(new)} runs "
+          f"on the same text set{f', {missing} with no counterpart' if missing else ''}; of those, {int((d == 0).sum())} "
+          f"scores bit-identical, the difference in points mean {d.mean():+.3f}, std {d.std():.3f}, largest "
+          f"|diff| {np.abs(d).max():.2f}" if len(d) else f"against {folder}: no run on the same text set")
 
 
 if __name__ == "__main__":
