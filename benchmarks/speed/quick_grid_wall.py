@@ -138,8 +138,6 @@ def main():
     if len(allp):
         print(f"  all:    n={len(allp):2d}  mean {allp.mean():+.2f}  std {allp.std():.2f}  "
               f"(standard error of the mean {allp.std() / np.sqrt(len(allp)):.2f})")
-
-
     if a.compare:
         compare(new, a.compare)
 
@@ -158,11 +156,15 @@ def compare(new: list[dict], folder: Path) -> None:
         elif o["textset"]["content_hash"] == r["textset"]["content_hash"]:
             same_set += 1
             diffs.append(100 * (r["score"] - o["score"]))
+    said = f"against {os.path.relpath(folder, ROOT)} (the same command, another sitting)"
+    if not diffs:
+        print(f"{said}: no run on the same text set")
+        return
     d = np.asarray(diffs)
-    print(f"against {os.path.relpath(folder, ROOT)} (the same command, another sitting): {same_set} of {len(new)} runs "
-          f"on the same text set{f', {missing} with no counterpart' if missing else ''}; of those, {int((d == 0).sum())} "
-          f"scores bit-identical, the difference in points mean {d.mean():+.3f}, std {d.std():.3f}, largest "
-          f"|diff| {np.abs(d).max():.2f}" if len(d) else f"against {folder}: no run on the same text set")
+    print(f"{said}: {same_set} of {len(new)} runs on the same text set"
+          f"{f', {missing} with no counterpart' if missing else ''}; of those, {int((d == 0).sum())} scores "
+          f"bit-identical, the difference in points mean {d.mean():+.3f}, std {d.std():.3f}, largest |diff| "
+          f"{np.abs(d).max():.2f}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ ran on the sitting the floors were measured on)
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -51,14 +50,17 @@ def best_bf16_rate(hidden: int, inter: int, reps: int = 30) -> float:
     return best
 
 
-def cpu_name() -> str:
+def cpu_label() -> str:
+    """The CPU's name (grid_executors.cpu_name) and whether it has AMX-BF16 and AVX512-BF16."""
+    from grid_executors import cpu_name  # (this folder, first on sys.path when a script here runs)
+
     try:
-        info = Path("/proc/cpuinfo").read_text()
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
     except OSError:
-        return platform.processor() or "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    return f"{name}, {'AMX-BF16' if 'amx_bf16' in flags else 'no AMX'}, {'avx512_bf16' if 'avx512_bf16' in flags else 'no avx512_bf16'}"
+        flags = []
+    return (f"{cpu_name()}, {'AMX-BF16' if 'amx_bf16' in flags else 'no AMX'}, "
+            f"{'avx512_bf16' if 'avx512_bf16' in flags else 'no avx512_bf16'}")
 
 
 def main():
@@ -83,7 +85,7 @@ def main():
         raise SystemExit("the runs use more than one learner")
     cfg = AutoConfig.from_pretrained(resolve_model(learner))
     model = AutoModel.from_config(cfg)
-    p_lin = sum(m.weight.numel() for name, m in model.encoder.named_modules() if isinstance(m, torch.nn.Linear))
+    p_lin = sum(m.weight.numel() for m in model.encoder.modules() if isinstance(m, torch.nn.Linear))
     tok = load_tokenizer(learner)
     recipe = FinetuneRecipe()
 
@@ -95,7 +97,6 @@ def main():
     t_pool = tokens(load_split(task, "train", "embedded")["sentence"])
 
     set_tokens: dict[str, int] = {}
-
     grid = {"train": 0.0, "eval": 0.0}
     per_run = []
     for r in runs:
@@ -115,7 +116,7 @@ def main():
 
     rate = best_bf16_rate(cfg.hidden_size, cfg.intermediate_size)
     folder = a.sets.relative_to(ROOT) if a.sets.is_relative_to(ROOT) else a.sets
-    print(f"# HF_HUB_OFFLINE=1 python benchmarks/speed/target_floors.py --sets {folder}   ({cpu_name()}, "
+    print(f"# HF_HUB_OFFLINE=1 python benchmarks/speed/target_floors.py --sets {folder}   ({cpu_label()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__})")
     print(f"learner {learner}: {p_lin / 1e6:.2f}M encoder linear weights; validation {t_val:,} tokens, pool {t_pool:,} "
           f"tokens; {len(runs)} grid runs from {folder}")
